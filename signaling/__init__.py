@@ -1,0 +1,14 @@
+"""PeerLab WebSocket signaling server.
+
+Peers register in a room with an HMAC token, learn who else is there, and relay
+WebRTC offers, answers, ICE candidates and byes to each other through the server.
+The wire protocol is specified in ``docs/signaling-protocol.md``.
+
+Modules:
+
+- :mod:`signaling.auth`: registration tokens and TURN REST credentials (pure).
+- :mod:`signaling.frames`: parsing and validation of signaling frames (pure).
+- :mod:`signaling.ratelimit`: per-connection token bucket (pure, time passed in).
+- :mod:`signaling.server`: the asyncio server (:class:`SignalingServer`).
+- ``python -m signaling``: the command line entry point.
+"""
