@@ -1,0 +1,166 @@
+"""`python -m peer`: run one PeerLab agent until SIGTERM/SIGINT or POST /shutdown.
+
+Every flag has an environment variable (shown in --help), so a container is configured
+by its environment alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+
+from peer.agent import Agent, AgentConfig
+from peer.control import ControlServer
+from peer.manager import ManagerConfig
+from peer.message_channel import ChannelConfig
+from signaling.auth import make_token
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m peer",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--id", default=_env("PEER_ID"), help="peer id [PEER_ID]")
+    p.add_argument("--room", default=_env("PEER_ROOM", "lab"), help="room [PEER_ROOM]")
+    p.add_argument(
+        "--signaling",
+        default=_env("SIGNALING_URL", "ws://127.0.0.1:8765"),
+        help="signaling server URL [SIGNALING_URL]",
+    )
+    p.add_argument(
+        "--secret",
+        default=_env("PEERLAB_SECRET"),
+        help="shared secret the token is derived from [PEERLAB_SECRET]",
+    )
+    p.add_argument(
+        "--token",
+        default=_env("PEER_TOKEN"),
+        help="registration token, instead of --secret [PEER_TOKEN]",
+    )
+    p.add_argument(
+        "--control-host",
+        default=_env("CONTROL_HOST", "127.0.0.1"),
+        help="control API address [CONTROL_HOST]",
+    )
+    p.add_argument(
+        "--control-port",
+        type=int,
+        default=int(_env("CONTROL_PORT", "8080")),
+        help="control API port, 0 for any [CONTROL_PORT]",
+    )
+    p.add_argument(
+        "--event-log",
+        type=Path,
+        default=_env("EVENT_LOG"),
+        help="append events as JSONL to this file [EVENT_LOG]",
+    )
+    p.add_argument(
+        "--relay-only",
+        action="store_true",
+        default=_env("RELAY_ONLY", "0") == "1",
+        help="use only TURN relay candidates [RELAY_ONLY=1]",
+    )
+    p.add_argument(
+        "--retransmit-after",
+        type=float,
+        default=float(_env("RETRANSMIT_AFTER", "1.0")),
+        help="seconds before an unacked message is resent [RETRANSMIT_AFTER]",
+    )
+    p.add_argument(
+        "--typing-window",
+        type=float,
+        default=float(_env("TYPING_WINDOW", "3.0")),
+        help="at most one typing indicator per conversation per this many seconds [TYPING_WINDOW]",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(_env("HEARTBEAT_INTERVAL", "0.5")),
+        help="heartbeat when idle this long [HEARTBEAT_INTERVAL]",
+    )
+    p.add_argument(
+        "--heartbeat-timeout",
+        type=float,
+        default=float(_env("HEARTBEAT_TIMEOUT", "2.5")),
+        help="report a link disconnected after this long without a frame; "
+        "detection takes at most timeout + interval [HEARTBEAT_TIMEOUT]",
+    )
+    p.add_argument(
+        "--failed-after",
+        type=float,
+        default=float(_env("FAILED_AFTER", "5.0")),
+        help="rebuild a disconnected link after this long [FAILED_AFTER]",
+    )
+    p.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=float(_env("CONNECT_TIMEOUT", "15.0")),
+        help="longest one connection attempt may take [CONNECT_TIMEOUT]",
+    )
+    args = p.parse_args(argv)
+    if not args.id:
+        p.error("a peer id is required (--id or PEER_ID)")
+    if not args.token and not args.secret:
+        p.error("--secret (PEERLAB_SECRET) or --token (PEER_TOKEN) is required")
+    return args
+
+
+def config_from_args(args: argparse.Namespace) -> AgentConfig:
+    return AgentConfig(
+        peer_id=args.id,
+        room=args.room,
+        signaling_url=args.signaling,
+        token=args.token or make_token(args.secret, args.room, args.id),
+        event_log=args.event_log,
+        manager=ManagerConfig(
+            connect_timeout=args.connect_timeout,
+            failed_after=args.failed_after,
+            relay_only=args.relay_only,
+            channel=ChannelConfig(
+                retransmit_after=args.retransmit_after,
+                typing_window=args.typing_window,
+                heartbeat_interval=args.heartbeat_interval,
+                heartbeat_timeout=args.heartbeat_timeout,
+            ),
+        ),
+    )
+
+
+async def run(args: argparse.Namespace) -> None:
+    agent = Agent(config_from_args(args))
+    control = ControlServer(agent, args.control_host, args.control_port)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
+    await control.start()
+    print(
+        f"peer {args.id}: control API on http://{args.control_host}:{control.port}",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        await agent.start()
+        await agent.stopped.wait()
+    finally:
+        await agent.stop()
+        with contextlib.suppress(Exception):
+            await control.close()
+
+
+def main() -> None:
+    asyncio.run(run(parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""`Agent`: one PeerLab peer — signaling client, connection manager, histories and event log.
+
+The agent is what scenario scripts drive (through the control API in peer/control.py)
+and what `python -m peer` runs. It records every observation of its parts in its event
+log and keeps, per remote peer, the conversation history a chat app would show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peer.events import EventLog
+from peer.history import ConversationHistory
+from peer.manager import ManagerConfig, PeerConnectionManager
+from peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType
+from peer.signaling_client import SignalingClient, SignalingUnavailable
+from peer.state import P2PConnectionState
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    peer_id: str
+    room: str
+    signaling_url: str
+    token: str
+    event_log: Path | None = None
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+
+
+class Agent:
+    def __init__(self, config: AgentConfig):
+        self.config = config
+        self.peer_id = config.peer_id
+        # A fresh epoch per process: a restarted agent starts new message streams.
+        self.epoch = uuid.uuid4().hex[:16]
+        self.events = EventLog(config.peer_id, config.event_log)
+        self.signaling = SignalingClient(
+            config.signaling_url,
+            config.room,
+            config.peer_id,
+            config.token,
+            observer=self.events.record,
+        )
+        self.manager = PeerConnectionManager(
+            config.peer_id,
+            self.signaling,
+            epoch=self.epoch,
+            config=config.manager,
+            observer=self._observe,
+        )
+        self.histories: dict[str, ConversationHistory] = {}
+        self.stopped = asyncio.Event()
+
+    async def start(self) -> None:
+        self.events.record(
+            "started",
+            room=self.config.room,
+            epoch=self.epoch,
+            signaling_url=self.config.signaling_url,
+        )
+        try:
+            await self.signaling.start(self.manager.handle_signal)
+        except SignalingUnavailable as exc:
+            # Not fatal: the client keeps retrying in the background; /healthz tells.
+            self.events.record("error", error=str(exc))
+
+    async def stop(self) -> None:
+        if self.stopped.is_set():
+            return
+        await self.manager.close()
+        await self.signaling.close()
+        self.events.record("stopped")
+        self.events.close()
+        self.stopped.set()
+
+    async def connect(
+        self, remote_id: str, *, relay_only: bool | None = None, timeout: float | None = None
+    ) -> None:
+        await self.manager.connect(remote_id, relay_only=relay_only, timeout=timeout)
+
+    def send(
+        self, remote_id: str, message_type: MessageType, **fields: Any
+    ) -> ChannelMessage | None:
+        """Send one message through the MessageChannel's typed API; None if typing was held."""
+        channel = self.manager.channel(remote_id)
+        senders = {
+            MessageType.TEXT: channel.send_text,
+            MessageType.EDIT: channel.send_edit,
+            MessageType.DELETE: channel.send_delete,
+            MessageType.REACTION: channel.send_reaction,
+            MessageType.TYPING: channel.send_typing,
+        }
+        if message_type not in senders:
+            raise ValueError(f"cannot send {message_type!r} messages by hand")
+        return senders[message_type](**fields)
+
+    def state(self) -> dict[str, Any]:
+        links = {}
+        for remote in self.manager.remote_ids():
+            channel = self.manager.channel(remote)
+            links[remote] = {
+                "state": self.manager.state(remote).value,
+                "unacked": len(channel.unacked),
+                "candidate_pair": self.manager.selected_candidate_pair(remote),
+            }
+        return {
+            "peer": self.peer_id,
+            "room": self.config.room,
+            "epoch": self.epoch,
+            "signaling": {
+                "registered": self.signaling.connected,
+                "peers": sorted(self.signaling.peers),
+            },
+            "links": links,
+            "last_event": self.events.last_seq,
+        }
+
+    def link_state(self, remote_id: str) -> P2PConnectionState:
+        return self.manager.state(remote_id)
+
+    def history(self, remote_id: str, conversation: str) -> dict[str, Any]:
+        history = self.histories.get(remote_id, ConversationHistory())
+        return {
+            "peer": remote_id,
+            "conversation": conversation,
+            "entries": history.to_json(conversation),
+            "anomalies": history.anomalies,
+        }
+
+    def _observe(self, kind: str, **fields: Any) -> None:
+        # Histories follow what a user would see: own messages when sent, others' when
+        # delivered (exactly once, in order), never raw receptions.
+        message = fields.get("message")
+        if kind in ("sent", "delivered") and message is not None and message.type in RELIABLE_TYPES:
+            self.histories.setdefault(fields["peer"], ConversationHistory()).apply(message)
+        self.events.record(kind, **fields)

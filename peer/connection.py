@@ -1,0 +1,159 @@
+"""`PeerConnection`: one aiortc RTCPeerConnection carrying PeerLab's data channel.
+
+Follows the messaging app's design: the offerer creates the data channel before the
+offer, and the SDP is handed out only once ICE gathering is complete (no trickle), so one
+offer and one answer through the signaling server are all a connection needs. ICE
+servers are always explicit; aiortc's default (a public Google STUN server) is never used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import (
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+CHANNEL_LABEL = "peerlab"
+
+
+class ConnectionSetupError(RuntimeError):
+    """ICE gathering, negotiation or channel opening did not finish in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One STUN/TURN server, as the signaling server hands them out."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> IceServer:
+        urls = obj["urls"]
+        return cls(
+            tuple([urls] if isinstance(urls, str) else urls),
+            obj.get("username"),
+            obj.get("credential"),
+        )
+
+
+class PeerConnection:
+    def __init__(
+        self,
+        ice_servers: Sequence[IceServer] = (),
+        *,
+        relay_only: bool = False,
+        gather_timeout: float = 10.0,
+    ):
+        config = RTCConfiguration(
+            iceServers=[RTCIceServer(list(s.urls), s.username, s.credential) for s in ice_servers],
+            iceTransportPolicy=RTCIceTransportPolicy.RELAY
+            if relay_only
+            else RTCIceTransportPolicy.ALL,
+        )
+        self.relay_only = relay_only
+        self.pc = RTCPeerConnection(configuration=config)
+        self._gather_timeout = gather_timeout
+        self._gathered = asyncio.Event()
+        self._channel_open = asyncio.get_running_loop().create_future()
+        self.pc.on("icegatheringstatechange", self._on_gathering_state)
+        self.pc.on("datachannel", self._on_remote_channel)
+
+    async def create_offer_and_wait(self) -> str:
+        """Create the data channel, then an offer; return its SDP once gathering completed."""
+        self._watch_channel(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
+        await self._set_local_and_gather(await self.pc.createOffer())
+        return self.pc.localDescription.sdp
+
+    async def create_answer_and_wait(self, offer_sdp: str) -> str:
+        """Apply a remote offer; return the answer's SDP once gathering completed."""
+        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self._set_local_and_gather(await self.pc.createAnswer())
+        return self.pc.localDescription.sdp
+
+    async def accept_answer(self, answer_sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+
+    async def wait_channel_open(self, timeout: float) -> RTCDataChannel:
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._channel_open)
+        except TimeoutError:
+            raise ConnectionSetupError(
+                f"data channel not open after {timeout:g}s (ICE state "
+                f"{self.pc.iceConnectionState}, connection state {self.pc.connectionState})"
+            ) from None
+
+    def selected_candidate_pair(self) -> dict[str, Any] | None:
+        """The nominated ICE pair, e.g. {"local": {"type": "relay", ...}, "remote": {...}}.
+
+        aiortc keeps this only in private attributes, hence the guard: None if it moved.
+        """
+        try:
+            ice = self.pc.sctp.transport.transport
+            pair = ice._connection._nominated.get(1)
+            if pair is None:
+                return None
+            return {
+                "local": _describe(pair.local_candidate),
+                "remote": _describe(pair.remote_candidate),
+            }
+        except AttributeError:
+            return None
+
+    async def close(self) -> None:
+        if not self._channel_open.done():
+            self._channel_open.cancel()
+        with contextlib.suppress(Exception):
+            await self.pc.close()
+
+    def _on_gathering_state(self) -> None:
+        if self.pc.iceGatheringState == "complete":
+            self._gathered.set()
+
+    async def _set_local_and_gather(self, description: RTCSessionDescription) -> None:
+        try:
+            async with asyncio.timeout(self._gather_timeout):
+                # aiortc gathers inside setLocalDescription; the event makes the wait explicit
+                # and keeps it correct should gathering ever finish later.
+                await self.pc.setLocalDescription(description)
+                await self._gathered.wait()
+        except TimeoutError:
+            raise ConnectionSetupError(
+                f"ICE gathering did not complete within {self._gather_timeout:g}s; "
+                "check that the STUN/TURN servers are reachable"
+            ) from None
+
+    def _on_remote_channel(self, channel: RTCDataChannel) -> None:
+        if channel.label == CHANNEL_LABEL:
+            self._watch_channel(channel)
+
+    def _watch_channel(self, channel: RTCDataChannel) -> None:
+        def opened() -> None:
+            if not self._channel_open.done():
+                self._channel_open.set_result(channel)
+
+        if channel.readyState == "open":
+            opened()
+        else:
+            channel.on("open", opened)
+
+
+def _describe(candidate: Any) -> dict[str, Any]:
+    return {
+        "type": candidate.type,
+        "protocol": candidate.transport.lower(),
+        "address": candidate.host,
+        "port": candidate.port,
+    }

@@ -1,0 +1,219 @@
+"""The agent's control API: HTTP + JSON, for scenario scripts. Documented in docs/control-api.md.
+
+Every request body and response is a JSON object. Errors are `{"error": "..."}` with 400
+(bad request), 404 (unknown route), 408 (a wait timed out; the text says what was
+expected and what was seen) or 504 (a connection could not be established in time).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from peer.agent import Agent
+from peer.connection import ConnectionSetupError
+from peer.events import matches, message_to_json
+from peer.protocol import MessageType, ProtocolError
+from peer.state import P2PConnectionState
+
+MAX_WAIT = 600.0
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def _field(body: dict[str, Any], name: str, kind: type, default: Any = ...) -> Any:
+    if name not in body:
+        if default is ...:
+            raise BadRequest(f"missing field {name!r}")
+        return default
+    value = body[name]
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise BadRequest(f"field {name!r} must be of type {kind.__name__}")
+    return value
+
+
+def _timeout(body: dict[str, Any], default: float) -> float:
+    timeout = _field(body, "timeout", float, default)
+    if not 0 < timeout <= MAX_WAIT:
+        raise BadRequest(f"field 'timeout' must be in (0, {MAX_WAIT:g}] seconds")
+    return timeout
+
+
+class ControlServer:
+    def __init__(self, agent: Agent, host: str = "127.0.0.1", port: int = 0):
+        self.agent = agent
+        self.host = host
+        self.port = port
+        app = web.Application(middlewares=[self._errors], client_max_size=1 << 20)
+        app.add_routes(
+            [
+                web.get("/healthz", self.healthz),
+                web.get("/state", self.state),
+                web.post("/connect", self.connect),
+                web.post("/send", self.send),
+                web.get("/events", self.events),
+                web.get("/events.jsonl", self.events_jsonl),
+                web.get("/events/stream", self.events_stream),
+                web.post("/wait", self.wait),
+                web.post("/wait-state", self.wait_state),
+                web.get("/history", self.history),
+                web.post("/disconnect", self.disconnect),
+                web.post("/shutdown", self.shutdown),
+            ]
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+
+    async def start(self) -> None:
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        await self._runner.cleanup()
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (BadRequest, ProtocolError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        except TimeoutError as exc:
+            return web.json_response({"error": str(exc)}, status=408)
+        except ConnectionSetupError as exc:
+            return web.json_response({"error": str(exc)}, status=504)
+
+    async def _body(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json() if request.can_read_body else {}
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"request body is not JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise BadRequest("request body must be a JSON object")
+        return body
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "status": "ok",
+                "peer": self.agent.peer_id,
+                "registered": self.agent.signaling.connected,
+            }
+        )
+
+    async def state(self, request: web.Request) -> web.Response:
+        return web.json_response(self.agent.state())
+
+    async def connect(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        remote = _field(body, "peer", str)
+        relay_only = _field(body, "relay_only", bool, None)
+        await self.agent.connect(remote, relay_only=relay_only, timeout=_timeout(body, 30.0))
+        return web.json_response(self.agent.state()["links"][remote])
+
+    async def send(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        remote = _field(body, "peer", str)
+        try:
+            message_type = MessageType(_field(body, "type", str))
+        except ValueError:
+            raise BadRequest(f"unknown message type {body['type']!r}") from None
+        fields = {k: v for k, v in body.items() if k not in ("peer", "type")}
+        try:
+            message = self.agent.send(remote, message_type, **fields)
+        except TypeError as exc:
+            raise BadRequest(f"bad fields for {message_type.value}: {exc}") from None
+        if message is None:
+            return web.json_response({"sent": False, "reason": "throttled or not connected"})
+        return web.json_response({"sent": True, "message": message_to_json(message)})
+
+    async def events(self, request: web.Request) -> web.Response:
+        since, match = self._query(request)
+        events = self.agent.events.since(since, match)
+        return web.json_response({"events": events, "last": self.agent.events.last_seq})
+
+    async def events_jsonl(self, request: web.Request) -> web.Response:
+        since, match = self._query(request)
+        lines = "".join(
+            json.dumps(e, ensure_ascii=False) + "\n" for e in self.agent.events.since(since, match)
+        )
+        return web.Response(text=lines, content_type="application/x-ndjson")
+
+    async def events_stream(self, request: web.Request) -> web.StreamResponse:
+        since, match = self._query(request)
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        async for event in self.agent.events.follow(since):
+            if matches(event, match):
+                await response.write((json.dumps(event, ensure_ascii=False) + "\n").encode())
+        return response
+
+    async def wait(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        match = _field(body, "match", dict, {})
+        kind = _field(body, "kind", str, None)
+        if kind is not None:
+            match = {**match, "kind": kind}
+        count = _field(body, "count", int, 1)
+        since = _field(body, "since", int, 0)
+        events = await self.agent.events.wait_for(
+            match, count=count, since=since, timeout=_timeout(body, 10.0)
+        )
+        return web.json_response({"events": events})
+
+    async def wait_state(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        remote = _field(body, "peer", str)
+        try:
+            wanted = P2PConnectionState(_field(body, "state", str))
+        except ValueError:
+            raise BadRequest(f"unknown state {body['state']!r}") from None
+        timeout = _timeout(body, 10.0)
+        try:
+            async with asyncio.timeout(timeout):
+                while self.agent.link_state(remote) is not wanted:
+                    await self.agent.events.wait_for(
+                        {"kind": "state", "peer": remote},
+                        since=self.agent.events.last_seq,
+                        timeout=MAX_WAIT,
+                    )
+        except TimeoutError:
+            raise TimeoutError(
+                f"link to {remote} not {wanted.value} after {timeout:g}s; "
+                f"it is {self.agent.link_state(remote).value}"
+            ) from None
+        return web.json_response({"peer": remote, "state": wanted.value})
+
+    async def history(self, request: web.Request) -> web.Response:
+        remote = request.query.get("peer")
+        conversation = request.query.get("conversation")
+        if not remote or not conversation:
+            raise BadRequest("query parameters 'peer' and 'conversation' are required")
+        return web.json_response(self.agent.history(remote, conversation))
+
+    async def disconnect(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        remote = _field(body, "peer", str)
+        await self.agent.manager.disconnect(remote)
+        return web.json_response({"peer": remote, "state": self.agent.link_state(remote).value})
+
+    async def shutdown(self, request: web.Request) -> web.Response:
+        asyncio.get_running_loop().call_later(
+            0.05, lambda: asyncio.ensure_future(self.agent.stop())
+        )
+        return web.json_response({"status": "stopping"})
+
+    def _query(self, request: web.Request) -> tuple[int, dict[str, str]]:
+        try:
+            since = int(request.query.get("since", "0"))
+        except ValueError:
+            raise BadRequest("query parameter 'since' must be an integer") from None
+        match = {k: v for k, v in request.query.items() if k != "since"}
+        return since, match

@@ -1,0 +1,373 @@
+"""`PeerConnectionManager`: one link per remote peer, kept up until closed on purpose.
+
+A link owns a `MessageChannel` for its whole life and a `PeerConnection` per attempt.
+aiortc has no ICE restart, so a link that failed is rebuilt with a fresh
+RTCPeerConnection, and its MessageChannel resends what was not acked.
+
+Offers from both sides at once (glare) are resolved by `wins_glare`: the smaller peer id
+keeps its offer and ignores the other's; the larger id drops its own attempt and answers.
+The signaling server relays each pair's frames in order, so both sides see the same
+conflict and make complementary decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from peer.connection import ConnectionSetupError, PeerConnection
+from peer.message_channel import ChannelConfig, MessageChannel
+from peer.signaling_client import SignalingClient, SignalingUnavailable
+from peer.state import P2PConnectionState, wins_glare
+
+StateCallback = Callable[[str, P2PConnectionState, P2PConnectionState], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerConfig:
+    connect_timeout: float = 15.0
+    """Longest one attempt (offer → answer → open channel) may take."""
+    gather_timeout: float = 10.0
+    failed_after: float = 5.0
+    """A link silent this long after being reported disconnected is rebuilt."""
+    retry_backoff: tuple[float, float] = (0.25, 4.0)
+    """First and largest pause between failed attempts."""
+    relay_only: bool = False
+    channel: ChannelConfig = field(default_factory=ChannelConfig)
+
+
+@dataclass(eq=False)
+class _Link:
+    remote_id: str
+    channel: MessageChannel
+    state: P2PConnectionState = P2PConnectionState.NEW
+    wanted: bool = False
+    relay_only: bool = False
+    pc: PeerConnection | None = None
+    session: str | None = None
+    offering: bool = False
+    answer: asyncio.Future | None = None
+    task: asyncio.Task | None = None
+    """The attempt in progress (offering, or waiting for an answered channel to open)."""
+    failure_timer: asyncio.TimerHandle | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    attempts: int = 0
+
+
+class PeerConnectionManager:
+    def __init__(
+        self,
+        local_id: str,
+        signaling: SignalingClient,
+        *,
+        epoch: str,
+        config: ManagerConfig = ManagerConfig(),
+        observer: Callable[..., None] | None = None,
+    ):
+        self.local_id = local_id
+        self.signaling = signaling
+        self.epoch = epoch
+        self.config = config
+        self._observe = observer or (lambda kind, **fields: None)
+        self._links: dict[str, _Link] = {}
+        self._state_callbacks: list[StateCallback] = []
+        self._closing = False
+
+    # ---- public API ----
+
+    def on_state(self, callback: StateCallback) -> None:
+        """Call `callback(remote_id, old_state, new_state)` on every state change."""
+        self._state_callbacks.append(callback)
+
+    def channel(self, remote_id: str) -> MessageChannel:
+        """The MessageChannel to `remote_id` (created on first use; sends queue until connected)."""
+        return self._link(remote_id).channel
+
+    def state(self, remote_id: str) -> P2PConnectionState:
+        link = self._links.get(remote_id)
+        return link.state if link else P2PConnectionState.NEW
+
+    def remote_ids(self) -> list[str]:
+        return sorted(self._links)
+
+    def selected_candidate_pair(self, remote_id: str) -> dict[str, Any] | None:
+        link = self._links.get(remote_id)
+        return link.pc.selected_candidate_pair() if link and link.pc else None
+
+    async def connect(
+        self, remote_id: str, *, relay_only: bool | None = None, timeout: float | None = None
+    ) -> None:
+        """Connect to `remote_id` and keep the link up; returns once it is connected."""
+        link = self._link(remote_id)
+        link.wanted = True
+        if relay_only is not None:
+            link.relay_only = relay_only
+        if link.state is not P2PConnectionState.CONNECTED and link.task is None:
+            self._start_offering(link)
+        timeout = timeout or self.config.connect_timeout * 2
+        try:
+            async with asyncio.timeout(timeout):
+                await link.connected.wait()
+        except TimeoutError:
+            raise ConnectionSetupError(
+                f"{self.local_id} could not connect to {remote_id} within {timeout:g}s "
+                f"(state {link.state}, {link.attempts} attempts)"
+            ) from None
+
+    async def disconnect(self, remote_id: str, reason: str = "disconnect") -> None:
+        """Close the link on purpose; the remote is told (bye) and nobody reconnects it."""
+        link = self._links.get(remote_id)
+        if link is None:
+            return
+        link.wanted = False
+        with contextlib.suppress(SignalingUnavailable):
+            await self.signaling.send(
+                {"type": "bye", "to": remote_id, "session": link.session or "", "reason": reason}
+            )
+        await self._teardown(link, P2PConnectionState.CLOSED)
+
+    async def close(self) -> None:
+        self._closing = True
+        await asyncio.gather(*(self.disconnect(r, "shutdown") for r in list(self._links)))
+
+    # ---- signaling ----
+
+    async def handle_signal(self, frame: dict[str, Any]) -> None:
+        """Act on one frame from the signaling server (called in arrival order)."""
+        kind = frame.get("type")
+        if kind == "presence":
+            await self._on_presence(frame["event"], frame["peer"])
+        elif kind == "offer":
+            await self._on_offer(frame["from"], frame["sdp"], frame.get("session", ""))
+        elif kind == "answer":
+            self._on_answer(frame["from"], frame["sdp"], frame.get("session", ""))
+        elif kind == "bye":
+            link = self._links.get(frame["from"])
+            if link is not None and frame.get("session") in (None, "", link.session):
+                link.wanted = False
+                await self._teardown(link, P2PConnectionState.CLOSED)
+
+    async def _on_presence(self, event: str, remote_id: str) -> None:
+        link = self._links.get(remote_id)
+        if link is None or not link.wanted:
+            return
+        if event == "joined" and link.state is not P2PConnectionState.CONNECTED:
+            # A new instance of the peer registered: whatever we were waiting on is dead.
+            await self._fail(link, "peer re-registered")
+        link.wake.set()
+
+    async def _on_offer(self, remote_id: str, sdp: str, session: str) -> None:
+        if self._closing:
+            return
+        link = self._link(remote_id)
+        if link.offering and wins_glare(self.local_id, remote_id):
+            self._observe("glare", peer=remote_id, kept="ours", session=session)
+            return
+        if link.offering:
+            self._observe("glare", peer=remote_id, kept="theirs", session=session)
+        link.wanted = True
+        await self._drop_attempt(link)
+        self._set_state(link, P2PConnectionState.CONNECTING)
+        pc = PeerConnection(
+            self.signaling.ice_servers,
+            relay_only=link.relay_only,
+            gather_timeout=self.config.gather_timeout,
+        )
+        link.pc, link.session = pc, session
+        try:
+            answer = await pc.create_answer_and_wait(sdp)
+            await self.signaling.send(
+                {"type": "answer", "to": remote_id, "sdp": answer, "session": session}
+            )
+        except (ConnectionSetupError, SignalingUnavailable, ValueError) as exc:
+            self._observe("error", peer=remote_id, error=f"answering failed: {exc}")
+            await self._fail(link, f"answering failed: {exc}")
+            return
+        link.task = asyncio.create_task(self._open_answered(link, pc))
+
+    def _on_answer(self, remote_id: str, sdp: str, session: str) -> None:
+        link = self._links.get(remote_id)
+        if link is None or not link.offering or session != link.session:
+            self._observe("stale_answer", peer=remote_id, session=session)
+            return
+        if link.answer is not None and not link.answer.done():
+            link.answer.set_result(sdp)
+
+    # ---- establishing ----
+
+    def _start_offering(self, link: _Link) -> None:
+        link.task = asyncio.create_task(self._offer_until_connected(link))
+
+    async def _offer_until_connected(self, link: _Link) -> None:
+        low, high = self.config.retry_backoff
+        pause = low
+        while link.wanted and not self._closing:
+            if link.remote_id not in self.signaling.peers:
+                # Wait for its presence (or a retry tick) rather than offering into the void.
+                link.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(pause):
+                        await link.wake.wait()
+                pause = min(pause * 2, high)
+                continue
+            try:
+                await self._offer_once(link)
+                return
+            except (ConnectionSetupError, SignalingUnavailable) as exc:
+                self._observe("error", peer=link.remote_id, error=f"attempt failed: {exc}")
+                await self._close_pc(link)
+                self._set_state(link, P2PConnectionState.FAILED)
+            link.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(pause):
+                    await link.wake.wait()
+            pause = min(pause * 2, high)
+
+    async def _offer_once(self, link: _Link) -> None:
+        link.attempts += 1
+        self._set_state(link, P2PConnectionState.CONNECTING)
+        session = uuid.uuid4().hex
+        pc = PeerConnection(
+            self.signaling.ice_servers,
+            relay_only=link.relay_only,
+            gather_timeout=self.config.gather_timeout,
+        )
+        link.pc, link.session, link.offering = pc, session, True
+        link.answer = asyncio.get_running_loop().create_future()
+        try:
+            sdp = await pc.create_offer_and_wait()
+            await self.signaling.send(
+                {"type": "offer", "to": link.remote_id, "sdp": sdp, "session": session}
+            )
+            self._observe("offer_sent", peer=link.remote_id, session=session)
+            try:
+                async with asyncio.timeout(self.config.connect_timeout):
+                    answer = await link.answer
+            except TimeoutError:
+                raise ConnectionSetupError(
+                    f"no answer from {link.remote_id} within {self.config.connect_timeout:g}s"
+                ) from None
+            link.offering = False
+            await pc.accept_answer(answer)
+            channel = await pc.wait_channel_open(self.config.connect_timeout)
+        finally:
+            link.offering = False
+        self._attach(link, pc, channel)
+
+    async def _open_answered(self, link: _Link, pc: PeerConnection) -> None:
+        try:
+            channel = await pc.wait_channel_open(self.config.connect_timeout)
+        except ConnectionSetupError as exc:
+            self._observe("error", peer=link.remote_id, error=str(exc))
+            link.task = None
+            await self._fail(link, str(exc))
+            return
+        link.task = None
+        self._attach(link, pc, channel)
+
+    def _attach(self, link: _Link, pc: PeerConnection, channel: Any) -> None:
+        link.task = None
+        channel.on("close", lambda: asyncio.ensure_future(self._on_channel_closed(link, pc)))
+        pc.pc.on(
+            "connectionstatechange", lambda: asyncio.ensure_future(self._on_pc_state(link, pc))
+        )
+        link.channel.attach(channel, lambda alive: self._on_liveness(link, pc, alive))
+        self._set_state(
+            link, P2PConnectionState.CONNECTED, candidate_pair=pc.selected_candidate_pair()
+        )
+
+    # ---- losing a link ----
+
+    def _on_liveness(self, link: _Link, pc: PeerConnection, alive: bool) -> None:
+        if link.pc is not pc:
+            return
+        if link.failure_timer is not None:
+            link.failure_timer.cancel()
+            link.failure_timer = None
+        if alive:
+            self._set_state(link, P2PConnectionState.CONNECTED)
+            return
+        self._set_state(
+            link, P2PConnectionState.DISCONNECTED, silent_for=self.config.channel.heartbeat_timeout
+        )
+        link.failure_timer = asyncio.get_running_loop().call_later(
+            self.config.failed_after,
+            lambda: asyncio.ensure_future(self._fail(link, "no heartbeat", pc)),
+        )
+
+    async def _on_channel_closed(self, link: _Link, pc: PeerConnection) -> None:
+        if link.pc is pc:
+            await self._fail(link, "data channel closed", pc)
+
+    async def _on_pc_state(self, link: _Link, pc: PeerConnection) -> None:
+        if link.pc is pc and pc.pc.connectionState in ("failed", "closed"):
+            await self._fail(link, f"connection {pc.pc.connectionState}", pc)
+
+    async def _fail(self, link: _Link, reason: str, pc: PeerConnection | None = None) -> None:
+        """Replace a dead connection: tear it down and, if the link is wanted, offer again."""
+        if pc is not None and link.pc is not pc:
+            return  # already replaced
+        if link.state is P2PConnectionState.CLOSED:
+            return
+        await self._drop_attempt(link)
+        self._set_state(link, P2PConnectionState.FAILED, reason=reason)
+        if link.wanted and not self._closing:
+            self._start_offering(link)
+
+    async def _drop_attempt(self, link: _Link) -> None:
+        task, link.task = link.task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        link.offering = False
+        await self._close_pc(link)
+
+    async def _close_pc(self, link: _Link) -> None:
+        if link.failure_timer is not None:
+            link.failure_timer.cancel()
+            link.failure_timer = None
+        link.channel.detach()
+        pc, link.pc = link.pc, None
+        if pc is not None:
+            await pc.close()
+
+    async def _teardown(self, link: _Link, state: P2PConnectionState) -> None:
+        await self._drop_attempt(link)
+        self._set_state(link, state)
+
+    # ---- bookkeeping ----
+
+    def _link(self, remote_id: str) -> _Link:
+        if remote_id == self.local_id:
+            raise ValueError("a peer cannot connect to itself")
+        link = self._links.get(remote_id)
+        if link is None:
+            channel = MessageChannel(
+                self.local_id,
+                remote_id,
+                epoch=self.epoch,
+                config=self.config.channel,
+                observer=lambda kind, **f: self._observe(kind, peer=remote_id, **f),
+            )
+            link = self._links[remote_id] = _Link(
+                remote_id, channel, relay_only=self.config.relay_only
+            )
+        return link
+
+    def _set_state(self, link: _Link, state: P2PConnectionState, **details: Any) -> None:
+        if state is P2PConnectionState.CONNECTED:
+            link.connected.set()
+        else:
+            link.connected.clear()
+        if state is link.state:
+            return
+        old, link.state = link.state, state
+        self._observe("state", peer=link.remote_id, old=old.value, new=state.value, **details)
+        for callback in self._state_callbacks:
+            callback(link.remote_id, old, state)

@@ -1,0 +1,145 @@
+"""Reliable, ordered, exactly-once delivery over an unreliable channel, as a pure state machine.
+
+One `Outbox` (sending side) and one `Inbox` (receiving side) exist per remote peer and
+outlive any single data channel. Neither does I/O nor reads a clock: the caller passes
+`now` (seconds, any monotonic origin) and transmits what the methods return.
+
+The scheme (docs/protocol.md, "Reliable delivery"):
+- The sender numbers reliable messages per conversation (`seq` = 0, 1, 2, ...) within its
+  `epoch` (a random id chosen when its outbox is created, so a restarted sender starts a
+  new stream instead of colliding with its old sequence numbers).
+- Each transmission carries `base`, the lowest sequence number in that conversation not yet
+  acked. Everything below `base` was acked, and the receiver acks only what it delivered,
+  so everything below `base` was delivered: a receiver that lost its state (restart) can
+  start at `base` instead of waiting for messages nobody will resend.
+- The receiver delivers a stream strictly in `seq` order, buffers what arrives early,
+  acks each message when it delivers it, re-acks duplicates of delivered messages (their
+  ack may have been lost) and ignores duplicates of buffered ones.
+- Unacked messages are retransmitted `retransmit_after` seconds after their last
+  transmission, and all at once after a reconnect.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from peer.protocol import ChannelMessage
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: ChannelMessage
+    last_sent: float
+    transmissions: int = 1
+
+
+class Outbox:
+    """Sender side: assigns sequence numbers, tracks acks, decides retransmissions."""
+
+    def __init__(self, epoch: str, retransmit_after: float = 1.0):
+        self.epoch = epoch
+        self.retransmit_after = retransmit_after
+        self._next_seq: dict[str, int] = {}
+        # Insertion order is send order, which is the order retransmissions must keep.
+        self._pending: dict[str, _Pending] = {}
+        # Unacked sequence numbers per conversation, lowest first: the head is `base`.
+        self._unacked_seqs: dict[str, OrderedDict[int, None]] = {}
+
+    def send(self, message: ChannelMessage, now: float) -> ChannelMessage:
+        """Sequence a new reliable message (its epoch/seq/base are filled in) and track it."""
+        conversation = message.conversation
+        seq = self._next_seq.get(conversation, 0)
+        self._next_seq[conversation] = seq + 1
+        sequenced = dataclasses.replace(message, epoch=self.epoch, seq=seq, base=seq)
+        self._pending[message.id] = _Pending(sequenced, now)
+        self._unacked_seqs.setdefault(conversation, OrderedDict())[seq] = None
+        return self._with_base(sequenced)
+
+    def on_ack(self, acked_ids: Iterable[str]) -> list[ChannelMessage]:
+        """Forget acked messages; returns those acked for the first time (in send order)."""
+        newly = [self._pending.pop(i).message for i in acked_ids if i in self._pending]
+        for message in newly:
+            del self._unacked_seqs[message.conversation][message.seq]
+        return newly
+
+    def due(self, now: float) -> list[ChannelMessage]:
+        """Unacked messages whose retransmission timer expired; their timers restart."""
+        out = []
+        for pending in self._pending.values():
+            if now - pending.last_sent >= self.retransmit_after:
+                out.append(self._retransmit(pending, now))
+        return out
+
+    def on_reconnect(self, now: float) -> list[ChannelMessage]:
+        """Every unacked message, in send order, to put on a fresh channel."""
+        return [self._retransmit(p, now) for p in self._pending.values()]
+
+    def next_deadline(self) -> float | None:
+        """When `due` will next return something, or None when nothing is unacked."""
+        if not self._pending:
+            return None
+        return min(p.last_sent for p in self._pending.values()) + self.retransmit_after
+
+    @property
+    def unacked(self) -> list[ChannelMessage]:
+        return [p.message for p in self._pending.values()]
+
+    def transmissions(self, message_id: str) -> int:
+        pending = self._pending.get(message_id)
+        return pending.transmissions if pending else 0
+
+    def _retransmit(self, pending: _Pending, now: float) -> ChannelMessage:
+        pending.last_sent = now
+        pending.transmissions += 1
+        return self._with_base(pending.message)
+
+    def _with_base(self, message: ChannelMessage) -> ChannelMessage:
+        base = next(iter(self._unacked_seqs[message.conversation]))
+        return message if base == message.base else dataclasses.replace(message, base=base)
+
+
+@dataclass(slots=True)
+class _Stream:
+    expected: int = 0
+    buffered: dict[int, ChannelMessage] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the caller must do after `Inbox.on_message`: deliver these, ack those."""
+
+    deliver: tuple[ChannelMessage, ...] = ()
+    ack: tuple[str, ...] = ()
+    duplicate: bool = False
+
+
+class Inbox:
+    """Receiver side: orders, deduplicates and acks one remote sender's reliable messages."""
+
+    def __init__(self) -> None:
+        self._streams: dict[tuple[str, str], _Stream] = {}
+
+    def on_message(self, message: ChannelMessage) -> Receipt:
+        key = (message.epoch, message.conversation)
+        stream = self._streams.get(key)
+        if stream is None:
+            # Start at `base`: everything below it was delivered (by us, or by our previous
+            # incarnation) and will not be sent again.
+            stream = self._streams[key] = _Stream(expected=message.base)
+        elif message.base > stream.expected:
+            # Only a receiver that lost state can be behind `base`; a live one never is.
+            stream.expected = message.base
+            stream.buffered = {s: m for s, m in stream.buffered.items() if s >= message.base}
+        if message.seq < stream.expected:
+            return Receipt(ack=(message.id,), duplicate=True)
+        if message.seq in stream.buffered:
+            return Receipt(duplicate=True)
+        stream.buffered[message.seq] = message
+        delivered = []
+        while stream.expected in stream.buffered:
+            delivered.append(stream.buffered.pop(stream.expected))
+            stream.expected += 1
+        return Receipt(deliver=tuple(delivered), ack=tuple(m.id for m in delivered))
