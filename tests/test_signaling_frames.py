@@ -1,0 +1,216 @@
+"""Parsing and validation of signaling frames (signaling.frames), without sockets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from signaling import frames
+from signaling.frames import (
+    FrameError,
+    Ping,
+    Register,
+    Relay,
+    encode,
+    error_frame,
+    parse_frame,
+    relayed_frame,
+)
+
+TOKEN = "0" * 64
+
+
+def parse(obj: Any, registered_as: str | None = "alice") -> frames.ClientFrame:
+    return parse_frame(json.dumps(obj), registered_as)
+
+
+def rejected(message: str | bytes, registered_as: str | None = "alice") -> FrameError:
+    with pytest.raises(FrameError) as info:
+        parse_frame(message, registered_as)
+    return info.value
+
+
+def rejected_obj(obj: Any, registered_as: str | None = "alice") -> FrameError:
+    return rejected(json.dumps(obj), registered_as)
+
+
+OFFER = {"type": "offer", "to": "bob", "sdp": "v=0\r\n", "session": "s1"}
+ANSWER = {"type": "answer", "to": "bob", "sdp": "v=0\r\n", "session": "s1"}
+CANDIDATE = {
+    "type": "candidate",
+    "to": "bob",
+    "candidate": {"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host", "sdpMid": "0"},
+    "session": "s1",
+}
+
+
+# Valid frames.
+
+
+def test_register():
+    frame = parse({"type": "register", "room": "lab-1", "peer": "a.b_C", "token": TOKEN}, None)
+    assert frame == Register(room="lab-1", peer="a.b_C", token=TOKEN)
+
+
+def test_ping_after_register():
+    assert parse({"type": "ping"}) == Ping()
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        OFFER,
+        ANSWER,
+        CANDIDATE,
+        {**CANDIDATE, "candidate": None},
+        {"type": "bye", "to": "bob"},
+        {"type": "bye", "to": "bob", "session": "s1", "reason": "done"},
+        {**OFFER, "from": "alice"},
+    ],
+)
+def test_relay_frames(obj):
+    frame = parse(obj)
+    assert frame == Relay(type=obj["type"], to="bob", frame=obj)
+
+
+def test_relayed_frame_removes_to_and_sets_from():
+    relay = parse({**OFFER, "extra": [1, 2]})
+    assert isinstance(relay, Relay)
+    out = relayed_frame(relay, "alice")
+    assert out == {
+        "type": "offer",
+        "sdp": "v=0\r\n",
+        "session": "s1",
+        "extra": [1, 2],
+        "from": "alice",
+    }
+
+
+def test_sdp_at_the_limit_is_accepted():
+    assert parse({**OFFER, "sdp": "x" * frames.MAX_SDP_BYTES})
+
+
+# Rejections, one per error code produced by pure validation.
+
+
+@pytest.mark.parametrize(
+    "message", ["{", "", "[1, 2]", '"offer"', "null", "1", "[" * 100_000, b'{"type":"ping"}']
+)
+def test_bad_json(message):
+    error = rejected(message)
+    assert error.code == "bad_json"
+    assert error.ref is None
+
+
+def test_missing_type():
+    error = rejected_obj({"to": "bob"})
+    assert (error.code, error.ref) == ("missing_field", None)
+    assert "'type'" in error.message
+
+
+@pytest.mark.parametrize("kind", [1, None, ["offer"], {"x": 1}])
+def test_type_not_a_string(kind):
+    error = rejected_obj({"type": kind})
+    assert (error.code, error.ref) == ("bad_field", None)
+    assert "'type'" in error.message
+
+
+@pytest.mark.parametrize("kind", ["hello", "OFFER", "registered", "error", ""])
+def test_unknown_type(kind):
+    error = rejected_obj({"type": kind})
+    assert (error.code, error.ref) == ("unknown_type", kind)
+
+
+@pytest.mark.parametrize("obj", [OFFER, CANDIDATE, {"type": "ping"}, {"type": "bye"}])
+def test_not_registered(obj):
+    error = rejected_obj(obj, registered_as=None)
+    assert (error.code, error.ref) == ("not_registered", obj["type"])
+
+
+def test_already_registered():
+    error = rejected_obj({"type": "register", "room": "r", "peer": "p", "token": TOKEN})
+    assert (error.code, error.ref) == ("already_registered", "register")
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({"type": "register", "peer": "p", "token": TOKEN}, "room"),
+        ({"type": "register", "room": "r", "token": TOKEN}, "peer"),
+        ({"type": "register", "room": "r", "peer": "p"}, "token"),
+        ({"type": "offer", "sdp": "v=0", "session": "s"}, "to"),
+        ({"type": "offer", "to": "bob", "session": "s"}, "sdp"),
+        ({"type": "answer", "to": "bob", "sdp": "v=0"}, "session"),
+        ({"type": "candidate", "to": "bob", "session": "s"}, "candidate"),
+        ({"type": "candidate", "to": "bob", "candidate": None}, "session"),
+        ({"type": "bye"}, "to"),
+    ],
+)
+def test_missing_field(obj, field):
+    registered_as = None if obj["type"] == "register" else "alice"
+    error = rejected_obj(obj, registered_as)
+    assert (error.code, error.ref) == ("missing_field", obj["type"])
+    assert repr(field) in error.message
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({"type": "register", "room": "a b", "peer": "p", "token": TOKEN}, "room"),
+        ({"type": "register", "room": "r", "peer": "x" * 65, "token": TOKEN}, "peer"),
+        ({"type": "register", "room": "r", "peer": "", "token": TOKEN}, "peer"),
+        ({"type": "register", "room": "r", "peer": "p\n", "token": TOKEN}, "peer"),
+        ({"type": "register", "room": "r", "peer": "é", "token": TOKEN}, "peer"),
+        ({"type": "register", "room": "r", "peer": "p", "token": 5}, "token"),
+        ({"type": "register", "room": 7, "peer": "p", "token": TOKEN}, "room"),
+        ({**OFFER, "to": "bob/../x"}, "to"),
+        ({**OFFER, "to": None}, "to"),
+        ({**OFFER, "sdp": {"sdp": "v=0"}}, "sdp"),
+        ({**ANSWER, "session": 1}, "session"),
+        ({**CANDIDATE, "candidate": "candidate:1 1 udp"}, "candidate"),
+        ({**CANDIDATE, "candidate": []}, "candidate"),
+        ({"type": "bye", "to": "bob", "reason": 3}, "reason"),
+        ({"type": "bye", "to": "bob", "session": None}, "session"),
+        ({**OFFER, "from": "mallory"}, "from"),
+        ({**OFFER, "from": None}, "from"),
+    ],
+)
+def test_bad_field(obj, field):
+    registered_as = None if obj["type"] == "register" else "alice"
+    error = rejected_obj(obj, registered_as)
+    assert (error.code, error.ref) == ("bad_field", obj["type"])
+    assert repr(field) in error.message
+
+
+def test_sdp_over_64_kib_is_too_big():
+    error = rejected_obj({**OFFER, "sdp": "x" * (frames.MAX_SDP_BYTES + 1)})
+    assert (error.code, error.ref) == ("too_big", "offer")
+    # The limit is in UTF-8 bytes, not characters.
+    error = rejected_obj({**ANSWER, "sdp": "é" * (frames.MAX_SDP_BYTES // 2 + 1)})
+    assert error.code == "too_big"
+
+
+def test_error_frame_shape():
+    error = rejected_obj({**OFFER, "to": 5})
+    assert error.to_frame() == {
+        "type": "error",
+        "code": "bad_field",
+        "message": error.message,
+        "ref": "offer",
+    }
+    assert error_frame("bad_json", "m") == {
+        "type": "error",
+        "code": "bad_json",
+        "message": "m",
+        "ref": None,
+    }
+
+
+def test_encode_is_ascii_json_even_with_lone_surrogates():
+    relay = parse({**OFFER, "sdp": "\ud800é"})
+    assert isinstance(relay, Relay)
+    text = encode(relayed_frame(relay, "alice"))
+    assert text.isascii()
+    assert json.loads(text)["sdp"] == "\ud800é"
