@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from signaling import frames
+from signaling.auth import ice_servers_for, make_token, turn_credentials, verify_token
 from signaling.frames import (
     FrameError,
     Ping,
@@ -214,3 +217,52 @@ def test_encode_is_ascii_json_even_with_lone_surrogates():
     text = encode(relayed_frame(relay, "alice"))
     assert text.isascii()
     assert json.loads(text)["sdp"] == "\ud800é"
+
+
+# docs/signaling-protocol.md must not drift from the code.
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "signaling-protocol.md"
+
+
+def doc_examples(section: str) -> list[dict[str, Any]]:
+    """JSON examples of the section whose title starts with ``section``."""
+    text = DOC.read_text()
+    (body,) = [part for part in text.split("\n## ") if part.startswith(section)]
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)\n```", body, re.S)]
+
+
+def test_doc_client_frame_examples_are_accepted():
+    examples = doc_examples("4. Client")
+    assert {frame["type"] for frame in examples} == set(frames.CLIENT_TYPES)
+    for example in examples:
+        registered_as = None if example["type"] == "register" else "alice"
+        frame = parse_frame(json.dumps(example), registered_as)
+        if isinstance(frame, Register):
+            assert verify_token("peerlab-secret", frame.room, frame.peer, frame.token)
+
+
+def test_doc_server_frame_examples():
+    examples = doc_examples("5. Server")
+    assert {frame["type"] for frame in examples} == {
+        "registered",
+        "presence",
+        "offer",
+        "pong",
+        "error",
+    }
+    for example in examples:
+        if example["type"] == "registered":
+            urls = [url for entry in example["ice_servers"] for url in entry["urls"]]
+            assert example["ice_servers"] == ice_servers_for(
+                example["peer"], urls, "turn-secret", 3600, 1_700_000_000
+            )
+        if example["type"] == "error":
+            assert example["code"] in DOC.read_text()
+
+
+def test_doc_worked_examples():
+    text = DOC.read_text()
+    assert make_token("peerlab-secret", "lobby", "alice") in text
+    username, credential = turn_credentials("turn-secret", "alice", 3600, 1_700_000_000)
+    assert f"username `{username}`" in text
+    assert f"credential `{credential}`" in text
