@@ -452,3 +452,27 @@ async def test_cli_serves_logs_json_and_exits_0_on_sigterm():
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+async def test_a_client_that_stops_reading_is_dropped_with_4008_without_stalling_others():
+    config = ServerConfig(
+        secret=SECRET, host="127.0.0.1", port=0, outbox_size=8, rate=10_000, burst=10_000
+    )
+    async with SignalingServer(config) as srv:
+        alice, bob = await pair(srv)
+        # carol stops reading; uncompressed so that socket buffers fill up quickly.
+        carol = await connect(srv.url, compression=None, max_queue=1)
+        token = make_token(SECRET, "lab", "carol")
+        await send(carol, {"type": "register", "room": "lab", "peer": "carol", "token": token})
+        for ws in (alice, bob):
+            assert await recv(ws) == {"type": "presence", "event": "joined", "peer": "carol"}
+        sdp = os.urandom(30_000).hex()  # 60 KB
+        for _ in range(600):  # 36 MB: more than loopback socket buffers hold
+            await send(alice, {"type": "offer", "to": "carol", "sdp": sdp, "session": "s"})
+        await expect_quiet(alice)  # alice was never blocked by carol
+        await send(alice, {"type": "bye", "to": "bob"})
+        assert await recv(bob) == {"type": "bye", "from": "alice"}
+        code, reason = await expect_closed(carol)
+        assert (code, reason) == (4008, "slow consumer")
+        for ws in (alice, bob):
+            assert await recv(ws) == {"type": "presence", "event": "left", "peer": "carol"}
