@@ -147,8 +147,9 @@ class PeerConnectionManager:
         elif kind == "answer":
             self._on_answer(frame["from"], frame["sdp"], frame.get("session", ""))
         elif kind == "bye":
+            # Whatever session it names, the remote is done with us: stop reconnecting.
             link = self._links.get(frame["from"])
-            if link is not None and frame.get("session") in (None, "", link.session):
+            if link is not None:
                 link.wanted = False
                 await self._teardown(link, P2PConnectionState.CLOSED)
 
@@ -200,12 +201,16 @@ class PeerConnectionManager:
 
     # ---- establishing ----
 
-    def _start_offering(self, link: _Link) -> None:
-        link.task = asyncio.create_task(self._offer_until_connected(link))
+    def _start_offering(self, link: _Link, *, after_failure: bool = False) -> None:
+        link.task = asyncio.create_task(self._offer_until_connected(link, after_failure))
 
-    async def _offer_until_connected(self, link: _Link) -> None:
+    async def _offer_until_connected(self, link: _Link, after_failure: bool) -> None:
         low, high = self.config.retry_backoff
         pause = low
+        if after_failure:
+            # A remote that closed on purpose sends `bye` right after closing; give it the
+            # time to arrive before offering a connection it does not want.
+            await asyncio.sleep(low)
         while link.wanted and not self._closing:
             if link.remote_id not in self.signaling.peers:
                 # Wait for its presence (or a retry tick) rather than offering into the void.
@@ -314,10 +319,11 @@ class PeerConnectionManager:
             return  # already replaced
         if link.state is P2PConnectionState.CLOSED:
             return
-        await self._drop_attempt(link)
         self._set_state(link, P2PConnectionState.FAILED, reason=reason)
-        if link.wanted and not self._closing:
-            self._start_offering(link)
+        await self._drop_attempt(link)
+        # A `bye` may have closed the link while the old connection was being torn down.
+        if link.wanted and link.state is P2PConnectionState.FAILED and not self._closing:
+            self._start_offering(link, after_failure=True)
 
     async def _drop_attempt(self, link: _Link) -> None:
         task, link.task = link.task, None

@@ -1,0 +1,63 @@
+SHELL := /bin/bash
+
+# PeerLab: `make demo` and `make test` set everything up themselves (virtual environment,
+# pinned dependencies). See README.md.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
+RESULTS ?= results
+
+.PHONY: help venv demo test unit lint format bench lock clean
+
+help:
+	@echo "make demo    three agents on this machine exchange every message type"
+	@echo "make test    lint + unit and in-process integration tests (JUnit XML in $(RESULTS)/)"
+	@echo "make bench   agent messaging path vs raw aiortc, same machine, same run"
+	@echo "make lint    ruff;  make format: ruff format;  make lock: re-pin dependencies"
+
+$(STAMP): requirements.lock requirements-dev.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
+		"PeerLab needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
+	@echo "==> creating $(VENV) and installing pinned dependencies"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: $(STAMP)
+
+demo: venv
+	$(PY) -m scenarios.demo
+
+test: lint unit
+
+unit: venv
+	@mkdir -p $(RESULTS)
+	$(PY) -m pytest --junitxml=$(RESULTS)/junit-unit.xml
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: venv
+	$(PY) -m ruff format .
+
+bench: venv
+	$(PY) -m bench.agent_vs_raw
+
+# Re-pin: runtime closure into requirements.lock, the rest into requirements-dev.lock.
+lock:
+	rm -rf build/lock && $(PYTHON) -m venv build/lock/rt && $(PYTHON) -m venv build/lock/dev
+	build/lock/rt/bin/pip install --quiet -e . && build/lock/dev/bin/pip install --quiet -e '.[dev,harness]'
+	{ echo "# Runtime dependencies of the agent and the signaling server, pinned (pip freeze)."; \
+	  echo "# Regenerate with: make lock"; \
+	  build/lock/rt/bin/pip freeze --exclude-editable; } > requirements.lock
+	{ echo "# Everything the tests, linters and the harness need, on top of requirements.lock."; \
+	  echo "# Regenerate with: make lock"; echo "-r requirements.lock"; \
+	  comm -13 <(build/lock/rt/bin/pip freeze --exclude-editable | sort) \
+	           <(build/lock/dev/bin/pip freeze --exclude-editable | sort); } > requirements-dev.lock
+
+clean:
+	rm -rf $(VENV) $(RESULTS) build .pytest_cache .ruff_cache .hypothesis

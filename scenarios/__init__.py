@@ -1,0 +1,1 @@
+"""PeerLab harness: scenario scripts and the tools they use to drive agents."""

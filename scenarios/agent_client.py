@@ -1,0 +1,106 @@
+"""`AgentClient`: drives one running agent through its control API (docs/control-api.md).
+
+Every call has a timeout, and every failure raises `AgentError` naming the agent, the
+request and what the agent answered, so a scenario's failure message says what was
+expected and what was seen.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+
+class AgentError(AssertionError):
+    """A control API request failed or a wait timed out."""
+
+
+class AgentClient:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        request_timeout: float = 10.0,
+    ):
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self._session = session
+        self._request_timeout = request_timeout
+
+    async def health(self) -> dict[str, Any]:
+        return await self._call("GET", "/healthz")
+
+    async def state(self) -> dict[str, Any]:
+        return await self._call("GET", "/state")
+
+    async def connect(
+        self, peer: str, *, relay_only: bool | None = None, timeout: float = 30.0
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"peer": peer, "timeout": timeout}
+        if relay_only is not None:
+            body["relay_only"] = relay_only
+        return await self._call("POST", "/connect", body, wait=timeout)
+
+    async def send(self, peer: str, type: str, **fields: Any) -> dict[str, Any] | None:
+        """Send one message; returns it in wire form, or None when typing was held back."""
+        result = await self._call("POST", "/send", {"peer": peer, "type": type, **fields})
+        return result["message"] if result["sent"] else None
+
+    async def events(self, since: int = 0, **match: str) -> list[dict[str, Any]]:
+        return (await self._call("GET", "/events", params={"since": since, **match}))["events"]
+
+    async def events_jsonl(self) -> str:
+        return await self._call("GET", "/events.jsonl", text=True)
+
+    async def wait(
+        self, kind: str, *, count: int = 1, since: int = 0, timeout: float = 10.0, **match: Any
+    ) -> list[dict[str, Any]]:
+        """Wait for `count` events of `kind` matching `match` (dotted keys: `message.id`)."""
+        body = {"kind": kind, "match": match, "count": count, "since": since, "timeout": timeout}
+        return (await self._call("POST", "/wait", body, wait=timeout))["events"]
+
+    async def wait_state(self, peer: str, state: str, timeout: float = 10.0) -> None:
+        await self._call(
+            "POST", "/wait-state", {"peer": peer, "state": state, "timeout": timeout}, wait=timeout
+        )
+
+    async def history(self, peer: str, conversation: str) -> dict[str, Any]:
+        return await self._call(
+            "GET", "/history", params={"peer": peer, "conversation": conversation}
+        )
+
+    async def disconnect(self, peer: str) -> dict[str, Any]:
+        return await self._call("POST", "/disconnect", {"peer": peer})
+
+    async def shutdown(self) -> None:
+        await self._call("POST", "/shutdown", {})
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, Any] | None = None,
+        wait: float = 0.0,
+        text: bool = False,
+    ) -> Any:
+        timeout = aiohttp.ClientTimeout(total=self._request_timeout + wait)
+        what = f"{self.name}: {method} {path}"
+        try:
+            async with self._session.request(
+                method,
+                self.base_url + path,
+                json=body,
+                timeout=timeout,
+                params={k: str(v) for k, v in (params or {}).items()},
+            ) as response:
+                payload = await (response.text() if text else response.json())
+                if response.status != 200:
+                    detail = payload.get("error", payload) if isinstance(payload, dict) else payload
+                    raise AgentError(f"{what} → {response.status}: {detail}")
+                return payload
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AgentError(f"{what} failed: {exc!r}") from None

@@ -1,0 +1,49 @@
+"""Shared fixtures: a real signaling server on port 0 and real agents connected to it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from peer.agent import Agent, AgentConfig
+from peer.manager import ManagerConfig
+from signaling.auth import make_token
+from signaling.server import ServerConfig, SignalingServer
+
+SECRET = "test-secret"
+ROOM = "room1"
+
+AgentFactory = Callable[..., Awaitable[Agent]]
+
+
+@pytest.fixture
+async def signaling_server() -> AsyncIterator[SignalingServer]:
+    async with SignalingServer(ServerConfig(secret=SECRET, host="127.0.0.1", port=0)) as server:
+        yield server
+
+
+@pytest.fixture
+async def make_agent(signaling_server: SignalingServer) -> AsyncIterator[AgentFactory]:
+    """Start agents registered with the test server; every one is stopped afterwards."""
+    agents: list[Agent] = []
+
+    async def start(peer_id: str, manager: ManagerConfig | None = None) -> Agent:
+        agent = Agent(
+            AgentConfig(
+                peer_id,
+                ROOM,
+                signaling_server.url,
+                make_token(SECRET, ROOM, peer_id),
+                manager=manager or ManagerConfig(),
+            )
+        )
+        agents.append(agent)
+        await agent.start()
+        return agent
+
+    yield start
+    for agent in agents:
+        with contextlib.suppress(Exception):
+            await agent.stop()
