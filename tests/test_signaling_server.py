@@ -14,6 +14,7 @@ import hmac
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -283,11 +284,11 @@ def _flood(url: str, stop: threading.Event, report: dict[str, Any]) -> None:
     Each accepted frame comes back relayed with its sequence number, so the
     frames that passed the rate limit are counted exactly.
     """
+    started = time.monotonic()  # before the server creates our token bucket
     with sync_connect(url, max_size=None) as ws:
         token = make_token(SECRET, "lab", "flooder")
         ws.send(json.dumps({"type": "register", "room": "lab", "peer": "flooder", "token": token}))
         assert json.loads(ws.recv(TIMEOUT))["type"] == "registered"
-        started = time.monotonic()
         sent = 0
         while not stop.is_set() and sent < 100_000:
             ws.send(json.dumps({"type": "bye", "to": "flooder", "reason": str(sent)}))
@@ -322,24 +323,27 @@ async def test_a_flooding_client_is_rate_limited_while_others_are_served(server)
     flooder = asyncio.create_task(asyncio.to_thread(_flood, server.url, stop, report))
     for peer in (alice, bob):
         assert await recv(peer) == {"type": "presence", "event": "joined", "peer": "flooder"}
-    worst = 0.0
+    round_trips = []
     for i in range(100):
         started = time.monotonic()
         await send(alice, {"type": "offer", "to": "bob", "sdp": f"v={i}", "session": "s"})
         assert (await recv(bob))["sdp"] == f"v={i}"
         await send(bob, {"type": "answer", "to": "alice", "sdp": f"v={i}", "session": "s"})
         assert (await recv(alice))["sdp"] == f"v={i}"
-        worst = max(worst, time.monotonic() - started)
+        round_trips.append(time.monotonic() - started)
     stop.set()
     await asyncio.wait_for(flooder, 3 * TIMEOUT)
-    print(f"flood: {report}, worst round trip {worst * 1000:.1f} ms")
+    median, worst = statistics.median(round_trips), max(round_trips)
+    print(f"flood: {report}, round trip median {median * 1e3:.1f} ms, worst {worst * 1e3:.1f} ms")
     assert report["sent"] > 2000, report  # it really flooded
-    # Token bucket: burst 200, then 100/s; the end marker needs a token too.
-    assert report["relayed"] + 1 <= 200 + 100 * report["elapsed"] + 1, report
+    # Token bucket: burst 200, then 100/s; register and the end marker took a token each.
+    assert report["relayed"] + 2 <= 200 + 100 * report["elapsed"], report
     assert report["relayed"] < report["sent"]
     # At most one rate_limited error per second: no amplification.
     assert 1 <= report["errors"] <= report["elapsed"] + 1, report
-    assert worst < 1.0, f"offer/answer round trip took {worst:.3f}s under flood"
+    # Generous bounds: the flooder thread competes with the server for the GIL.
+    assert median < 0.1, f"offer/answer round trip median {median:.3f}s under flood"
+    assert worst < 2.0, f"offer/answer round trip took {worst:.3f}s under flood"
     for peer in (alice, bob):  # the flooder was never disconnected, it left by itself
         assert await recv(peer) == {"type": "presence", "event": "left", "peer": "flooder"}
         await expect_quiet(peer)
