@@ -1,0 +1,23 @@
+# coturn (STUN/TURN server) from Debian bookworm: coturn 4.6.1.
+#
+# Build context: docker/. BASE_IMAGE is debian:bookworm-slim where a registry
+# answers, the debootstrap-made peerlab/base:bookworm offline.
+# Configuration comes from the compose command line or a mounted file; the
+# example docker/turnserver.conf is installed as /etc/turnserver.conf and reads
+# the shared TURN secret from the environment (TURN_SECRET), see the entrypoint.
+ARG BASE_IMAGE=debian:bookworm-slim
+FROM ${BASE_IMAGE}
+
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+
+RUN set -eux; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends coturn; \
+    rm -rf /var/lib/apt/lists/*
+
+COPY turnserver.conf /etc/turnserver.conf
+COPY coturn-entrypoint.sh /usr/local/bin/coturn-entrypoint
+
+EXPOSE 3478/udp 3478/tcp
+ENTRYPOINT ["coturn-entrypoint"]
+CMD ["-c", "/etc/turnserver.conf"]
