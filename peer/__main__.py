@@ -61,9 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--event-log",
-        type=Path,
         default=_env("EVENT_LOG"),
-        help="append events as JSONL to this file [EVENT_LOG]",
+        help="append events as JSONL to this file ({peer} is replaced by the peer id); "
+        "an existing log is resumed after a restart [EVENT_LOG]",
     )
     p.add_argument(
         "--relay-only",
@@ -122,7 +122,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         room=args.room,
         signaling_url=args.signaling,
         token=args.token or make_token(args.secret, args.room, args.id),
-        event_log=args.event_log,
+        event_log=Path(args.event_log.replace("{peer}", args.id)) if args.event_log else None,
         manager=ManagerConfig(
             connect_timeout=args.connect_timeout,
             failed_after=args.failed_after,

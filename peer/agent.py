@@ -8,6 +8,7 @@ log and keeps, per remote peer, the conversation history a chat app would show.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 from peer.events import EventLog
 from peer.history import ConversationHistory
 from peer.manager import ManagerConfig, PeerConnectionManager
-from peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType
+from peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType, decode
 from peer.signaling_client import SignalingClient, SignalingUnavailable
 from peer.state import P2PConnectionState
 
@@ -54,6 +55,21 @@ class Agent:
         )
         self.histories: dict[str, ConversationHistory] = {}
         self.stopped = asyncio.Event()
+        self._resume(self.events.since(0))
+
+    def _resume(self, events: list[dict[str, Any]]) -> None:
+        """Pick up where a previous incarnation (same event log) stopped: its deliveries
+        stay delivered (no duplicates after a restart) and the histories keep them. Its
+        unacked outgoing messages are not resent: there is no durable outbox yet."""
+        for event in events:
+            if event["kind"] not in ("sent", "delivered") or "message" not in event:
+                continue
+            message = decode(json.dumps(event["message"]))
+            if message.type not in RELIABLE_TYPES:
+                continue
+            self.histories.setdefault(event["peer"], ConversationHistory()).apply(message)
+            if event["kind"] == "delivered":
+                self.manager.channel(event["peer"]).restore_delivered(message)
 
     async def start(self) -> None:
         self.events.record(

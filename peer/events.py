@@ -41,6 +41,26 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _load(path: Path) -> list[Event]:
+    """Events of a previous incarnation, so that numbering and history continue.
+
+    A line cut short by a kill mid-write is dropped, with everything after it.
+    """
+    if not path.exists():
+        return []
+    events = []
+    with path.open(encoding="utf-8") as lines:
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                break
+            if event.get("seq") != len(events) + 1:
+                break
+            events.append(event)
+    return events
+
+
 def matches(event: Event, match: Mapping[str, Any]) -> bool:
     """True when every `key: value` of `match` holds; keys may be dotted (`message.type`)."""
     for key, expected in match.items():
@@ -71,6 +91,8 @@ class EventLog:
         self._file: IO[str] | None = None
         if jsonl_path is not None:
             jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+            self._events = _load(jsonl_path)
+            # Line-buffered: each event reaches the kernel at once and survives a kill.
             self._file = jsonl_path.open("a", encoding="utf-8", buffering=1)
 
     def record(self, kind: str, **fields: Any) -> Event:

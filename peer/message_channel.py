@@ -143,6 +143,11 @@ class MessageChannel:
     def attached(self) -> bool:
         return self._channel is not None and self._channel.readyState == "open"
 
+    def restore_delivered(self, message: ChannelMessage) -> None:
+        """Remember a message this agent delivered before a restart, so that the sender's
+        retransmission of it is re-acked instead of delivered twice."""
+        self._inbox.restore_delivered(message)
+
     # ---- transport side, driven by the connection manager ----
 
     def attach(self, channel: RTCDataChannel, on_liveness: Callable[[bool], None]) -> None:

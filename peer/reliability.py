@@ -122,6 +122,11 @@ class Inbox:
     def __init__(self) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
 
+    def restore_delivered(self, message: ChannelMessage) -> None:
+        """Mark a message delivered by a previous incarnation of this receiver (its log)."""
+        stream = self._streams.setdefault((message.epoch, message.conversation), _Stream())
+        stream.expected = max(stream.expected, message.seq + 1)
+
     def on_message(self, message: ChannelMessage) -> Receipt:
         key = (message.epoch, message.conversation)
         stream = self._streams.get(key)
