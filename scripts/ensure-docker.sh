@@ -63,8 +63,8 @@ install_engine() {
 }
 
 start_engine() {
-    if pgrep -x dockerd >/dev/null; then
-        log "dockerd is already running (pid $(pgrep -x dockerd | head -1)); waiting for it to answer..."
+    if pidof dockerd >/dev/null; then
+        log "dockerd is already running (pid $(pidof dockerd)); waiting for it to answer..."
     else
         log "starting dockerd in the background (log: $DOCKERD_LOG)..."
         as_root mkdir -p "$(dirname "$DOCKERD_LOG")"
@@ -78,7 +78,7 @@ start_engine() {
             tail -n 20 "$DOCKERD_LOG" >&2 || true
             die "dockerd did not answer 'docker info' within ${DOCKER_START_TIMEOUT}s (see $DOCKERD_LOG)"
         fi
-        if ! pgrep -x dockerd >/dev/null; then
+        if ! pidof dockerd >/dev/null; then
             tail -n 20 "$DOCKERD_LOG" >&2 || true
             die "dockerd exited during start-up (see $DOCKERD_LOG)"
         fi
