@@ -96,6 +96,14 @@ def test_retransmits_after_timeout_only_and_restarts_the_timer():
     assert outbox.transmissions("m0") == 0
 
 
+def test_due_at_next_deadline_returns_the_message():
+    """Bug: `next_deadline()` is `last_sent + retransmit_after`, but `due` tests
+    `now - last_sent >= retransmit_after`; in floats (3.453 + 1.0) - 3.453 < 1.0."""
+    outbox = Outbox("ep1")
+    outbox.send(text("m0"), 3.453)
+    assert ids(outbox.due(outbox.next_deadline())) == ["m0"]
+
+
 def test_retransmit_timeout_is_configurable():
     outbox = Outbox("ep1", retransmit_after=0.25)
     outbox.send(text("m0"), 0.0)

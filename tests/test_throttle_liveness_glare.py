@@ -87,6 +87,16 @@ def test_conversations_have_independent_windows():
     assert throttle.due(4.0) == [("b", STOPPED)]
 
 
+def test_due_at_next_deadline_returns_the_deferred_indicator():
+    """Bug: `next_deadline()` is `last_sent_at + window`, but `due` tests
+    `now - last_sent_at >= window`; in floats (3.453 + 3.0) - 3.453 < 3.0, so a caller
+    that wakes at the deadline gets nothing and must poll again."""
+    throttle = TypingThrottle()
+    throttle.offer("c", STARTED, 3.453)
+    throttle.offer("c", STOPPED, 3.453)
+    assert throttle.due(throttle.next_deadline()) == [("c", STOPPED)]
+
+
 def test_window_is_configurable():
     throttle = TypingThrottle(window=0.5)
     assert throttle.offer("c", STARTED, 0.0)
@@ -120,7 +130,7 @@ def test_at_most_one_indicator_per_window_and_the_last_state_arrives(offers):
         wanted[conversation] = state
         if throttle.offer(conversation, state, now):
             sent[conversation].append((now, state))
-    now += window
+    now += 2 * window  # clear of the float rounding in `now - last_sent_at >= window`
     for due_conversation, due_state in throttle.due(now):
         sent[due_conversation].append((now, due_state))
     for conversation, history in sent.items():
