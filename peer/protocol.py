@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -98,7 +98,7 @@ def _bad(field: str, why: str) -> ProtocolError:
 
 
 def _identifier(field: str, value: Any) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise _bad(field, "must be a string of 1-64 characters from [A-Za-z0-9_.:-]")
     return value
 
@@ -110,10 +110,17 @@ def _non_negative_int(field: str, value: Any) -> int:
     return value
 
 
+def _utf8(field: str, value: str) -> bytes:
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(field, "is not valid Unicode (lone surrogate)") from None
+
+
 def _body(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _bad(field, "must be a string")
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
+    if len(_utf8(field, value)) > MAX_BODY_BYTES:
         raise ProtocolError("too_big", f"field {field!r} is over {MAX_BODY_BYTES} bytes")
     return value
 
@@ -121,6 +128,7 @@ def _body(field: str, value: Any) -> str:
 def _emoji(field: str, value: Any) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= MAX_EMOJI_CHARS:
         raise _bad(field, f"must be a string of 1-{MAX_EMOJI_CHARS} characters")
+    _utf8(field, value)
     return value
 
 
@@ -173,13 +181,19 @@ SCHEMA: Mapping[MessageType, Mapping[str, Callable[[str, Any], Any]]] = {
 no other field is allowed."""
 
 
+_OPTIONAL_FIELDS = tuple(f.name for f in fields(ChannelMessage) if f.default is None)
+
+
 def decode(frame: str | bytes) -> ChannelMessage:
     """Parse and validate one frame; raise ProtocolError saying exactly what is wrong."""
     _check_size(len(frame) if isinstance(frame, bytes) else _utf8_len(frame))
     try:
-        obj = json.loads(frame)
+        # Frames are UTF-8: json.loads would also guess UTF-16/32 from bytes.
+        obj = json.loads(frame.decode("utf-8") if isinstance(frame, bytes) else frame)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "frame must be a JSON object")
     return _validate(obj)
@@ -188,7 +202,13 @@ def decode(frame: str | bytes) -> ChannelMessage:
 def encode(message: ChannelMessage) -> str:
     """Serialize a message; refuses anything `decode` would reject, so bad frames never leave."""
     obj: dict[str, Any] = {"type": message.type.value}
-    for name in SCHEMA[message.type]:
+    schema = SCHEMA[message.type]
+    extra = [f for f in _OPTIONAL_FIELDS if f not in schema and getattr(message, f) is not None]
+    if extra:
+        raise ProtocolError(
+            "unknown_field", f"{message.type} message has unknown field(s) {extra}", message.id
+        )
+    for name in schema:
         value = getattr(message, name)
         if value is not None:
             obj[name] = list(value) if isinstance(value, tuple) else value

@@ -69,7 +69,7 @@ class Outbox:
         """Unacked messages whose retransmission timer expired; their timers restart."""
         out = []
         for pending in self._pending.values():
-            if now - pending.last_sent >= self.retransmit_after:
+            if now >= pending.last_sent + self.retransmit_after:
                 out.append(self._retransmit(pending, now))
         return out
 
@@ -140,11 +140,16 @@ class Inbox:
             stream.buffered = {s: m for s, m in stream.buffered.items() if s >= message.base}
         if message.seq < stream.expected:
             return Receipt(ack=(message.id,), duplicate=True)
-        if message.seq in stream.buffered:
-            return Receipt(duplicate=True)
+        duplicate = message.seq in stream.buffered
         stream.buffered[message.seq] = message
+        # Even a duplicate may unblock delivery: a jump of `expected` to `base` can land on
+        # a message that was already buffered.
         delivered = []
         while stream.expected in stream.buffered:
             delivered.append(stream.buffered.pop(stream.expected))
             stream.expected += 1
-        return Receipt(deliver=tuple(delivered), ack=tuple(m.id for m in delivered))
+        return Receipt(
+            deliver=tuple(delivered),
+            ack=tuple(m.id for m in delivered),
+            duplicate=duplicate and not delivered,
+        )

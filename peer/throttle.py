@@ -27,7 +27,7 @@ class TypingThrottle:
     def offer(self, conversation: str, state: TypingState, now: float) -> bool:
         """Record the wish to send `state`; True means send it now, False means held or dropped."""
         conv = self._conversations.get(conversation)
-        if conv is None or now - conv.last_sent_at >= self.window:
+        if conv is None or now >= conv.last_sent_at + self.window:
             self._conversations[conversation] = _Conversation(now, state)
             return True
         conv.pending = None if state == conv.last_sent else state
@@ -37,7 +37,7 @@ class TypingThrottle:
         """Deferred indicators whose window has ended; they count as sent now."""
         out = []
         for conversation, conv in self._conversations.items():
-            if conv.pending is not None and now - conv.last_sent_at >= self.window:
+            if conv.pending is not None and now >= conv.last_sent_at + self.window:
                 out.append((conversation, conv.pending))
                 conv.last_sent_at, conv.last_sent, conv.pending = now, conv.pending, None
         return out
