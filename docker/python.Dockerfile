@@ -51,5 +51,7 @@ ENV PYTHONPATH=/app
 COPY pyproject.toml /app/
 COPY signaling/ /app/signaling/
 COPY peer/ /app/peer/
+# The harness too: the deliberately broken agent (scenarios/broken_agent.py) runs from it.
+COPY scenarios/ /app/scenarios/
 
 CMD ["python", "-m", "peer"]

@@ -19,14 +19,18 @@ RELIABLE = ("text", "edit", "delete", "reaction")
 
 
 def _describe(message: dict[str, Any]) -> str:
-    return (f"{message['type']} {message['id'][:8]}… (conversation "
-            f"{message['conversation']}, seq {message['seq']})")
+    return (
+        f"{message['type']} {message['id'][:8]}… (conversation "
+        f"{message['conversation']}, seq {message['seq']})"
+    )
 
 
 def _messages(events: Iterable[Event], kind: str, peer: str) -> list[dict[str, Any]]:
-    return [e["message"] for e in events
-            if e["kind"] == kind and e.get("peer") == peer
-            and e["message"]["type"] in RELIABLE]
+    return [
+        e["message"]
+        for e in events
+        if e["kind"] == kind and e.get("peer") == peer and e["message"]["type"] in RELIABLE
+    ]
 
 
 @dataclass
@@ -42,38 +46,53 @@ class DeliveryReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.unacked or self.undelivered or self.duplicated or self.out_of_order
-                    or self.unexpected)
+        return not (
+            self.unacked
+            or self.undelivered
+            or self.duplicated
+            or self.out_of_order
+            or self.unexpected
+        )
 
     def problems(self, limit: int = 5) -> list[str]:
         def listing(messages: Sequence[dict[str, Any]]) -> str:
             shown = ", ".join(_describe(m) for m in messages[:limit])
-            return shown + (f", and {len(messages) - limit} more" if len(messages) > limit
-                            else "")
+            return shown + (f", and {len(messages) - limit} more" if len(messages) > limit else "")
 
         head = f"{self.sender} → {self.receiver}"
         total = len(self.sent)
         out = []
         if self.unacked:
-            out.append(f"{head}: {len(self.unacked)} of {total} messages were never acked: "
-                       f"{listing(self.unacked)}")
+            out.append(
+                f"{head}: {len(self.unacked)} of {total} messages were never acked: "
+                f"{listing(self.unacked)}"
+            )
         if self.undelivered:
-            out.append(f"{head}: {len(self.undelivered)} of {total} messages were never "
-                       f"delivered: {listing(self.undelivered)}")
+            out.append(
+                f"{head}: {len(self.undelivered)} of {total} messages were never "
+                f"delivered: {listing(self.undelivered)}"
+            )
         if self.duplicated:
-            out.append(f"{head}: {len(self.duplicated)} messages were delivered more than "
-                       f"once: {listing(self.duplicated)}")
+            out.append(
+                f"{head}: {len(self.duplicated)} messages were delivered more than "
+                f"once: {listing(self.duplicated)}"
+            )
         if self.out_of_order:
-            out.append(f"{head}: delivered out of send order in conversation(s) "
-                       f"{', '.join(self.out_of_order)}")
+            out.append(
+                f"{head}: delivered out of send order in conversation(s) "
+                f"{', '.join(self.out_of_order)}"
+            )
         if self.unexpected:
-            out.append(f"{head}: {len(self.unexpected)} delivered messages were never sent: "
-                       f"{listing(self.unexpected)}")
+            out.append(
+                f"{head}: {len(self.unexpected)} delivered messages were never sent: "
+                f"{listing(self.unexpected)}"
+            )
         return out
 
 
-def delivery_report(sender_events: Iterable[Event], receiver_events: Iterable[Event],
-                    sender: str, receiver: str) -> DeliveryReport:
+def delivery_report(
+    sender_events: Iterable[Event], receiver_events: Iterable[Event], sender: str, receiver: str
+) -> DeliveryReport:
     """Compare what `sender` sent to `receiver` with what was acked and delivered."""
     sender_events, receiver_events = list(sender_events), list(receiver_events)
     sent = _messages(sender_events, "sent", receiver)
@@ -88,8 +107,9 @@ def delivery_report(sender_events: Iterable[Event], receiver_events: Iterable[Ev
     report.unexpected = [m for m in delivered if m["id"] not in sent_ids]
     for conversation in sorted({m["conversation"] for m in sent}):
         order = [m["id"] for m in sent if m["conversation"] == conversation]
-        seen = [m["id"] for m in delivered
-                if m["conversation"] == conversation and m["id"] in sent_ids]
+        seen = [
+            m["id"] for m in delivered if m["conversation"] == conversation and m["id"] in sent_ids
+        ]
         first_seen = list(dict.fromkeys(seen))
         if first_seen != [i for i in order if i in counts]:
             report.out_of_order.append(conversation)

@@ -239,12 +239,12 @@ build_python() {
     # .dockerignore needed, and .venv/, build/, tests/ never travel.
     local ctx
     ctx=$(mktemp -d /tmp/peerlab-ctx.XXXXXX)
-    mkdir -p "$ctx/docker" "$ctx/peer" "$ctx/signaling"
+    mkdir -p "$ctx/docker"
     cp "$REQUIREMENTS_LOCK" "$ctx/requirements.lock"
     cp pyproject.toml "$ctx/"
     cp -r "$CA_DIR" "$ctx/docker/"
     local d
-    for d in peer signaling; do
+    for d in peer signaling scenarios; do
         [[ -d $d ]] && tar -c --exclude=__pycache__ --exclude='*.pyc' "$d" | tar -x -C "$ctx"
     done
     docker_build -f docker/python.Dockerfile --build-arg "BASE_IMAGE=$base" -t "$PYTHON_TAG" "$ctx" \

@@ -1,0 +1,13 @@
+"""A deliberately broken agent for checking that the suite catches a bug: it never acks.
+
+`peerlab run <scenario> --broken-agent no-acks` runs this instead of `python -m peer`
+(through PEERLAB_PEER_MODULE); the suite must fail and name the missing acks.
+"""
+
+from peer.__main__ import main
+from peer.message_channel import MessageChannel
+
+MessageChannel.send_ack = lambda self, *acked_ids: None
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""`peerlab`: run scenario plans against the containerized lab.
+
+    peerlab list
+    peerlab run <scenario>|all [--peers N] [--seed N] [--keep] [--junit PATH]
+
+Live progress goes to stderr; a summary table ends the run. The exit status is 0 only if
+every scenario passed. Build the images first (`make images`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from scenarios.plans import PLANS
+from scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
+
+BROKEN_AGENTS = {"no-acks": "scenarios.broken_agent"}
+
+
+async def _run(args: argparse.Namespace) -> int:
+    names = list(PLANS) if args.scenario == "all" else [args.scenario]
+    run_dir = new_run_dir(args.results)
+    env = {"PEERLAB_PEER_MODULE": BROKEN_AGENTS[args.broken_agent]} if args.broken_agent else None
+    outcomes = []
+    for name in names:
+        outcome = await run_scenario(
+            name, run_dir, peers=args.peers, seed=args.seed, keep=args.keep, env=env
+        )
+        outcomes.append(outcome)
+        print(
+            f"{name}: {'pass' if outcome.passed else 'FAIL'} ({outcome.seconds:.1f}s)"
+            + (f"\n  {outcome.error}" if not outcome.passed else ""),
+            file=sys.stderr,
+            flush=True,
+        )
+    junit = args.junit or run_dir / "junit.xml"
+    write_junit(outcomes, junit)
+    print("\n" + summary_table(outcomes))
+    print(f"\nJUnit XML: {junit}")
+    return 0 if all(o.passed for o in outcomes) else 1
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="peerlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="list the scenarios")
+    run = commands.add_parser("run", help="run one scenario, or all")
+    run.add_argument("scenario", choices=[*PLANS, "all"])
+    run.add_argument("--peers", type=int, help="number of peers (at least what the plan needs)")
+    run.add_argument("--seed", type=int, default=1, help="seed of the workload's randomness")
+    run.add_argument(
+        "--keep", action="store_true", help="keep the results folder of passing scenarios too"
+    )
+    run.add_argument("--junit", type=Path, help="where to write the JUnit XML report")
+    run.add_argument("--results", type=Path, help="results root (default: ./results)")
+    run.add_argument(
+        "--broken-agent",
+        choices=sorted(BROKEN_AGENTS),
+        help="run a deliberately broken agent, to see the suite catch it",
+    )
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, plan in PLANS.items():
+            print(f"{name:<20} {plan.__doc__.strip().splitlines()[0]}")
+        return
+    sys.exit(asyncio.run(_run(args)))
+
+
+if __name__ == "__main__":
+    main()

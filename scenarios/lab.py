@@ -1,0 +1,276 @@
+"""`Lab`: what a scenario script gets — the running stack, its agents, Toxiproxy, Docker
+actions, progress reporting and delivery checks — and the guarantee that it is torn down.
+
+    async with Lab.open("two_peers", peers=2, seed=1) as lab:
+        await lab.connect("peer1", "peer2")
+        ...
+
+On exit (normal, failure or Ctrl-C) the lab saves the run's evidence into its results
+folder (every agent's event log, every container's log, Toxiproxy's state) and removes
+every container, network and volume of its Compose project.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from scenarios.agent_client import AgentClient, AgentError
+from scenarios.checks import DeliveryReport, assert_delivered, delivery_report
+from scenarios.stack import (
+    CONTROL_PORT,
+    INFRA_SERVICES,
+    TOXIPROXY_PORT,
+    Containers,
+    Stack,
+    peer_names,
+)
+from scenarios.toxiproxy import Toxiproxy
+
+
+class Progress:
+    """Live progress lines on stderr: elapsed time, scenario, step."""
+
+    def __init__(self, scenario: str, stream: Any = sys.stderr):
+        self.scenario = scenario
+        self._stream = stream
+        self._started = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        elapsed = time.monotonic() - self._started
+        print(f"[{elapsed:7.1f}s] {self.scenario}: {text}", file=self._stream, flush=True)
+
+
+@dataclass
+class Counters:
+    sent: int = 0
+    acked: int = 0
+    links: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Lab:
+    def __init__(
+        self,
+        scenario: str,
+        run_dir: Path,
+        peers: int,
+        seed: int,
+        project: str,
+        env: dict[str, str] | None = None,
+    ):
+        self.scenario = scenario
+        self.run_dir = run_dir
+        self.peers = peer_names(peers)
+        self.random = random.Random(seed)
+        self.seed = seed
+        self.stack = Stack(project, run_dir, peers, env)
+        self.containers = Containers(project)
+        self.progress = Progress(scenario)
+        self.counters = Counters()
+        self.agents: dict[str, AgentClient] = {}
+        self.toxiproxy: Toxiproxy
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def open(
+        cls,
+        scenario: str,
+        run_dir: Path,
+        *,
+        peers: int,
+        seed: int,
+        env: dict[str, str] | None = None,
+    ) -> Lab:
+        """A lab whose Compose project name is unique to this run and scenario."""
+        project = f"peerlab-{run_dir.parent.name}-{run_dir.name}".lower().replace("_", "-")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(scenario, run_dir, peers, seed, project, env)
+
+    async def __aenter__(self) -> Lab:
+        self._session = aiohttp.ClientSession()
+        try:
+            await self.start(self.peers)
+            self.toxiproxy = Toxiproxy(
+                f"http://{await self.stack.port('toxiproxy', TOXIPROXY_PORT)}", self._session
+            )
+        except BaseException:
+            await self._teardown()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        # Shielded: Ctrl-C during the scenario must not also cancel the cleanup.
+        await asyncio.shield(self._teardown())
+
+    # ---- stack ----
+
+    async def start(self, peers: Sequence[str]) -> None:
+        """Bring up the infrastructure (once) and these peers; wait until all are healthy."""
+        self.progress(f"starting {', '.join(peers)} (compose project {self.stack.project})")
+        started = time.monotonic()
+        await self.stack.up([*INFRA_SERVICES, *peers])
+        for name in peers:
+            url = f"http://{await self.stack.port(name, CONTROL_PORT)}"
+            self.agents[name] = AgentClient(name, url, self._session)
+        self.progress(f"stack healthy in {time.monotonic() - started:.1f}s")
+
+    async def wait_registered(self, peer: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                health = await self.agents[peer].health()
+                if health["registered"]:
+                    return
+                last = f"health {health}"
+            except AgentError as exc:
+                last = str(exc)
+            await asyncio.sleep(0.2)
+        raise AssertionError(
+            f"{peer} not registered with signaling after {timeout:g}s (last: {last})"
+        )
+
+    # ---- acting through agents ----
+
+    async def connect(self, a: str, b: str, **options: Any) -> dict[str, Any]:
+        link = await self.agents[a].connect(b, **options)
+        self.counters.links.add(tuple(sorted((a, b))))
+        pair = link.get("candidate_pair") or {}
+        self.progress(f"{a} ↔ {b} connected ({pair.get('local', {}).get('type', '?')} candidate)")
+        return link
+
+    async def send(self, a: str, b: str, type: str, **fields: Any) -> dict[str, Any] | None:
+        message = await self.agents[a].send(b, type, **fields)
+        if message is not None and type != "typing":
+            self.counters.sent += 1
+        return message
+
+    async def send_every_type(self, a: str, b: str, conversation: str) -> list[dict[str, Any]]:
+        """text, a second text, edit, reaction, delete and typing from a to b."""
+        first = await self.send(a, b, "text", conversation=conversation, body=f"hello {b} from {a}")
+        second = await self.send(a, b, "text", conversation=conversation, body="oops")
+        reliable = [
+            first,
+            second,
+            await self.send(
+                a,
+                b,
+                "edit",
+                conversation=conversation,
+                target=first["id"],
+                body=f"hello {b}, {a} here (edited)",
+            ),
+            await self.send(
+                a,
+                b,
+                "reaction",
+                conversation=conversation,
+                target=first["id"],
+                emoji="👍",
+                action="add",
+            ),
+            await self.send(a, b, "delete", conversation=conversation, target=second["id"]),
+        ]
+        await self.send(a, b, "typing", conversation=conversation, state="started")
+        return reliable
+
+    async def send_texts(
+        self, a: str, b: str, conversation: str, count: int, pause: float = 0.0
+    ) -> list[dict[str, Any]]:
+        sent = []
+        for i in range(count):
+            sent.append(
+                await self.send(a, b, "text", conversation=conversation, body=f"{a}→{b} #{i}")
+            )
+            if pause:
+                await asyncio.sleep(pause)
+        return sent
+
+    # ---- checking ----
+
+    async def wait_all_acked(self, pairs: Sequence[tuple[str, str]], timeout: float = 30.0) -> None:
+        """Wait until every reliable message each sender sent its receiver is acked."""
+        deadline = time.monotonic() + timeout
+        while True:
+            reports = await self.delivery_reports(pairs)
+            if all(not r.unacked for r in reports) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        self.counters.acked = sum(len(r.sent) - len(r.unacked) for r in reports)
+
+    async def assert_delivered(
+        self, pairs: Sequence[tuple[str, str]], timeout: float = 30.0
+    ) -> list[DeliveryReport]:
+        """Every message sent along each (sender, receiver) pair acked, delivered exactly
+        once and in order; the AssertionError names each message that was not."""
+        await self.wait_all_acked(pairs, timeout)
+        reports = await self.delivery_reports(pairs)
+        assert_delivered(reports)
+        total = sum(len(r.sent) for r in reports)
+        self.progress(
+            f"{total} messages over {len(pairs)} directions: all acked, delivered once, in order"
+        )
+        return reports
+
+    async def delivery_reports(self, pairs: Sequence[tuple[str, str]]) -> list[DeliveryReport]:
+        events = {
+            name: await self.agents[name].events() for name in {p for pair in pairs for p in pair}
+        }
+        return [delivery_report(events[s], events[r], s, r) for s, r in pairs]
+
+    async def assert_same_history(self, a: str, b: str, conversation: str) -> dict[str, Any]:
+        here = await self.agents[a].history(b, conversation)
+        there = await self.agents[b].history(a, conversation)
+        assert here["entries"] == there["entries"], (
+            f"history of {conversation!r} differs:\n  {a}: {here['entries']}\n"
+            f"  {b}: {there['entries']}"
+        )
+        assert not here["anomalies"] and not there["anomalies"], (
+            f"anomalies in {conversation!r}: {a}: {here['anomalies']}, {b}: {there['anomalies']}"
+        )
+        return here
+
+    # ---- evidence and teardown ----
+
+    async def _collect(self) -> None:
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        for service in [*INFRA_SERVICES, *self.agents]:
+            (logs / f"{service}.log").write_text(await self.stack.logs(service))
+        states = {}
+        for name, agent in self.agents.items():
+            try:
+                states[name] = await agent.state()
+            except AgentError as exc:
+                states[name] = {"error": str(exc)}
+        (self.run_dir / "agents.json").write_text(json.dumps(states, indent=2))
+        try:
+            proxies = await self.toxiproxy.proxies()
+        except Exception as exc:  # evidence collection must not mask the real failure
+            proxies = {"error": str(exc)}
+        (self.run_dir / "toxiproxy.json").write_text(json.dumps(proxies, indent=2))
+
+    async def _teardown(self) -> None:
+        try:
+            if self.agents:
+                await self._collect()
+        except Exception as exc:
+            self.progress(f"could not collect all evidence: {exc}")
+        finally:
+            await self.stack.down()
+            leftovers = await asyncio.to_thread(self.containers.leftovers)
+            self.containers.close()
+            if self._session is not None:
+                await self._session.close()
+            if leftovers:
+                raise AssertionError(f"teardown left behind: {', '.join(leftovers)}")
+            self.progress("stack removed")

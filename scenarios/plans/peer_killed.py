@@ -1,0 +1,59 @@
+"""A peer container killed (SIGKILL) mid-conversation and started again: the others
+report it disconnected within 3 s, reconnect when it is back, and every message they
+sent it — before, during and after the outage — is delivered to it exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+from scenarios.lab import Lab
+
+PEERS = 3
+DETECTION_LIMIT = 3.0
+
+
+async def run(lab: Lab) -> None:
+    victim, survivors = lab.peers[-1], lab.peers[:-1]
+    await asyncio.gather(*(lab.connect(a, b) for a, b in itertools.combinations(lab.peers, 2)))
+
+    stop = asyncio.Event()
+
+    async def chatter(sender: str) -> None:
+        i = 0
+        while not stop.is_set():
+            await lab.send(sender, victim, "text", conversation="c", body=f"{sender} #{i}")
+            i += 1
+            await asyncio.sleep(0.05)
+
+    senders = [asyncio.create_task(chatter(s)) for s in survivors]
+    await asyncio.sleep(1.0)
+    marks = {s: (await lab.agents[s].state())["last_event"] for s in survivors}
+    killed_at = time.time()
+    await lab.containers.kill(victim)
+    lab.progress(f"{victim} killed")
+
+    for survivor in survivors:
+        (event,) = await lab.agents[survivor].wait(
+            "state", peer=victim, new="disconnected", since=marks[survivor], timeout=10
+        )
+        took = event["t_wall"] - killed_at
+        lab.progress(f"{survivor} reported {victim} disconnected after {took:.2f}s")
+        assert took <= DETECTION_LIMIT, (
+            f"{survivor} took {took:.2f}s to report {victim} disconnected "
+            f"(limit {DETECTION_LIMIT}s)"
+        )
+
+    await asyncio.sleep(1.0)  # the survivors keep sending into the outage
+    await lab.containers.start(victim)
+    lab.progress(f"{victim} started again")
+    await lab.start([victim])  # waits for its health check; its control port is new
+    for survivor in survivors:
+        await lab.agents[survivor].wait_state(victim, "connected", timeout=30)
+        lab.progress(f"{survivor} ↔ {victim} reconnected")
+
+    await asyncio.sleep(1.0)
+    stop.set()
+    await asyncio.gather(*senders)
+    await lab.assert_delivered([(s, victim) for s in survivors], timeout=60)

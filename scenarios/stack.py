@@ -1,0 +1,183 @@
+"""`Stack`: one Compose project of the lab (compose.yaml), driven through the Compose CLI,
+and `Containers`: actions on its containers (kill, stop, start, pause, network cuts)
+through the Docker SDK.
+
+Each run gets its own project name, so runs never touch each other's containers, and
+`down()` removes the project's containers, networks and volumes whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import docker
+from docker.models.containers import Container
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+INFRA_SERVICES = ("signaling", "stun", "toxiproxy")
+CONTROL_PORT = 8080
+TOXIPROXY_PORT = 8474
+BUILTIN_PEERS = 3
+"""compose.yaml declares peer1..peer3; more are generated per run."""
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def peer_names(count: int) -> list[str]:
+    return [f"peer{i}" for i in range(1, count + 1)]
+
+
+def extra_peers_override(count: int) -> str:
+    """Compose override adding peer4..peerN, each a copy of peer1 with its own id."""
+    lines = ["services:"]
+    for name in peer_names(count)[BUILTIN_PEERS:]:
+        lines += [
+            f"  {name}:",
+            f"    extends: {{file: {REPO_ROOT / 'compose.yaml'}, service: peer1}}",
+            f"    environment: {{PEER_ID: {name}}}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class Stack:
+    def __init__(self, project: str, run_dir: Path, peers: int, env: dict[str, str] | None = None):
+        self.project = project
+        self.run_dir = run_dir
+        self.peers = peer_names(peers)
+        self.events_dir = run_dir / "events"
+        self.files = [REPO_ROOT / "compose.yaml"]
+        if peers > BUILTIN_PEERS:
+            override = run_dir / "compose.peers.yaml"
+            override.write_text(extra_peers_override(peers))
+            self.files.append(override)
+        self.env = {**os.environ, "PEERLAB_EVENTS_DIR": str(self.events_dir), **(env or {})}
+
+    async def up(self, services: Sequence[str], timeout: float = 120.0) -> None:
+        """Start services and wait until their health checks pass."""
+        self.events_dir.mkdir(parents=True, exist_ok=True)
+        await self.compose(
+            "up",
+            "--detach",
+            "--wait",
+            "--wait-timeout",
+            str(int(timeout)),
+            "--no-build",
+            "--pull",
+            "never",
+            *services,
+            timeout=timeout + 30,
+        )
+
+    async def down(self) -> None:
+        await self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+
+    async def port(self, service: str, container_port: int) -> str:
+        """host:port where a service's container port is published (always 127.0.0.1)."""
+        out = await self.compose("port", service, str(container_port), timeout=30)
+        return out.strip().splitlines()[-1]
+
+    async def logs(self, service: str) -> str:
+        return await self.compose(
+            "logs", "--no-color", "--timestamps", service, timeout=60, check=False
+        )
+
+    async def compose(self, *args: str, timeout: float, check: bool = True) -> str:
+        command = [
+            "docker",
+            "compose",
+            "--project-name",
+            self.project,
+            "--project-directory",
+            str(REPO_ROOT),
+        ]
+        for file in self.files:
+            command += ["--file", str(file)]
+        command += args
+        process = await asyncio.create_subprocess_exec(
+            *command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            async with asyncio.timeout(timeout):
+                out, _ = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise StackError(f"`docker compose {' '.join(args)}` took over {timeout:g}s") from None
+        text = out.decode(errors="replace")
+        if check and process.returncode != 0:
+            raise StackError(
+                f"`docker compose {' '.join(args)}` failed ({process.returncode}):\n{text[-3000:]}"
+            )
+        return text
+
+
+class Containers:
+    """Docker SDK actions on one project's containers, addressed by service name."""
+
+    def __init__(self, project: str):
+        self.project = project
+        # The engine may be older than the SDK's default API version: negotiate.
+        self._client = docker.from_env(version="auto", timeout=60)
+
+    def container(self, service: str) -> Container:
+        found = self._client.containers.list(
+            all=True,
+            filters={
+                "label": [
+                    f"com.docker.compose.project={self.project}",
+                    f"com.docker.compose.service={service}",
+                ]
+            },
+        )
+        if not found:
+            raise StackError(f"no container for service {service!r} in project {self.project}")
+        return found[0]
+
+    def network(self, name: str = "lab") -> str:
+        return f"{self.project}_{name}"
+
+    async def kill(self, service: str, signal: str = "SIGKILL") -> None:
+        await asyncio.to_thread(self.container(service).kill, signal)
+
+    async def stop(self, service: str, timeout: int = 5) -> None:
+        await asyncio.to_thread(self.container(service).stop, timeout=timeout)
+
+    async def start(self, service: str) -> None:
+        await asyncio.to_thread(self.container(service).start)
+
+    async def restart(self, service: str, timeout: int = 5) -> None:
+        await asyncio.to_thread(self.container(service).restart, timeout=timeout)
+
+    async def pause(self, service: str) -> None:
+        await asyncio.to_thread(self.container(service).pause)
+
+    async def unpause(self, service: str) -> None:
+        await asyncio.to_thread(self.container(service).unpause)
+
+    async def disconnect(self, service: str, network: str = "lab") -> None:
+        net = self._client.networks.get(self.network(network))
+        await asyncio.to_thread(net.disconnect, self.container(service), force=True)
+
+    async def connect(self, service: str, network: str = "lab") -> None:
+        net = self._client.networks.get(self.network(network))
+        await asyncio.to_thread(net.connect, self.container(service), aliases=[service])
+
+    def leftovers(self) -> list[str]:
+        """Containers, networks and volumes of this project still present (should be none)."""
+        label = f"com.docker.compose.project={self.project}"
+        return (
+            [
+                f"container {c.name}"
+                for c in self._client.containers.list(all=True, filters={"label": label})
+            ]
+            + [f"network {n.name}" for n in self._client.networks.list(filters={"label": label})]
+            + [f"volume {v.name}" for v in self._client.volumes.list(filters={"label": label})]
+        )
+
+    def close(self) -> None:
+        self._client.close()
