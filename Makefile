@@ -9,13 +9,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit lint format bench lock clean
+.PHONY: help venv demo test unit scenarios suite-check docker images lint format bench lock clean
 
 help:
-	@echo "make demo    three agents on this machine exchange every message type"
-	@echo "make test    lint + unit and in-process integration tests (JUnit XML in $(RESULTS)/)"
-	@echo "make bench   agent messaging path vs raw aiortc, same machine, same run"
-	@echo "make lint    ruff;  make format: ruff format;  make lock: re-pin dependencies"
+	@echo "make demo       three agents on this machine exchange every message type"
+	@echo "make test       lint, unit + in-process tests, then every scenario against real"
+	@echo "                containers (installs/starts Docker where missing, builds images)"
+	@echo "make unit       lint-free fast part: unit and in-process integration tests"
+	@echo "make scenarios  the six container scenarios (peerlab run all)"
+	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
+	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
+	@echo "make lint | format | lock | clean"
 
 $(STAMP): requirements.lock requirements-dev.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
@@ -23,6 +27,7 @@ $(STAMP): requirements.lock requirements-dev.lock
 	@echo "==> creating $(VENV) and installing pinned dependencies"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	@$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -31,11 +36,24 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m scenarios.demo
 
-test: lint unit
+test: lint unit scenarios suite-check
 
 unit: venv
 	@mkdir -p $(RESULTS)
-	$(PY) -m pytest --junitxml=$(RESULTS)/junit-unit.xml
+	$(PY) -m pytest -m "not containers" --junitxml=$(RESULTS)/junit-unit.xml
+
+docker:
+	@bash scripts/ensure-docker.sh
+
+images: docker
+	@bash scripts/build-images.sh
+
+scenarios: venv images
+	$(PY) -m scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
+
+# The suite must catch a broken agent: one that never acks fails, naming the missing acks.
+suite-check: venv images
+	$(PY) -m pytest -m containers --junitxml=$(RESULTS)/junit-suite-check.xml
 
 lint: venv
 	$(PY) -m ruff check .

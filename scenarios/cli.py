@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, plan in PLANS.items():
-            print(f"{name:<20} {plan.__doc__.strip().splitlines()[0]}")
+            print(f"{name:<20} {' '.join(plan.__doc__.split())}")
         return
     sys.exit(asyncio.run(_run(args)))
 
