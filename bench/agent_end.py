@@ -1,0 +1,137 @@
+"""PeerLab's messaging path: a `peer.agent.Agent` per process, connected through a real
+signaling server, sending with `MessageChannel.send_text` and counting what is delivered.
+
+Phases, as in bench/raw_end.py: `Workload.round_trips` send→ack round trips one at a time
+(the last `rtt_samples` are measured: from `send_text` to the ACK handler receiving the
+message), then `Workload.messages` texts as fast as `MessageChannel.drain` lets them go.
+The receiving end counts deliveries (its TEXT handler); the sending end also records when
+the last message was acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench.processes import Control
+from bench.workload import CONVERSATION, Workload
+from peer.agent import Agent, AgentConfig
+from peer.message_channel import MessageChannel
+from peer.protocol import ChannelMessage, MessageType, encode
+from signaling.auth import make_token
+
+
+def _agent(url: str, room: str, secret: str, peer_id: str) -> Agent:
+    return Agent(AgentConfig(peer_id, room, url, make_token(secret, room, peer_id)))
+
+
+async def sender(
+    control: Control, workload: Workload, url: str, room: str, secret: str, local: str, remote: str
+) -> None:
+    agent = _agent(url, room, secret, local)
+    channel = agent.manager.channel(remote)
+    acked = 0
+    all_acked = asyncio.Event()
+    last_acked = 0.0
+    awaited_id: str | None = None
+    ack: asyncio.Future | None = None
+
+    def on_ack(message: ChannelMessage) -> None:
+        nonlocal acked, last_acked
+        acked += 1
+        if message.id == awaited_id and not ack.done():
+            ack.set_result(time.perf_counter())
+        if acked == workload.total_messages:
+            last_acked = time.monotonic()
+            all_acked.set()
+
+    channel.on(MessageType.ACK, on_ack)
+    try:
+        await agent.start()
+        started = time.perf_counter()
+        await agent.connect(remote)
+        connect_s = time.perf_counter() - started
+        control.progress(f"connected in {connect_s * 1000:.0f} ms")
+
+        body = workload.body()
+        loop = asyncio.get_running_loop()
+        rtts = []
+        for i in range(workload.round_trips):
+            ack = loop.create_future()
+            sent = time.perf_counter()
+            awaited_id = channel.send_text(CONVERSATION, body).id
+            received = await ack
+            if i >= workload.warmup:
+                rtts.append(received - sent)
+        control.progress(f"{len(rtts)} round trips done")
+
+        control.start_profile("throughput")
+        cpu = time.process_time()
+        first_sent = time.monotonic()
+        last_message = await _send_bulk(channel, body, workload.messages)
+        last_sent = time.monotonic()
+        await all_acked.wait()
+        cpu = time.process_time() - cpu
+        control.stop_profile()
+
+        control.result(
+            {
+                "connect_s": connect_s,
+                "rtts": rtts,
+                "first_sent": first_sent,
+                "last_sent": last_sent,
+                "last_acked": last_acked,
+                "cpu_s": cpu,
+                "frame_bytes": len(encode(last_message).encode()),
+                "retransmissions": len(agent.events.since(0, {"kind": "retransmitted"})),
+            }
+        )
+        await control.stopped()
+    finally:
+        await agent.stop()
+
+
+async def _send_bulk(channel: MessageChannel, body: str, count: int) -> ChannelMessage:
+    """Send `count` texts with `drain()` backpressure; returns the last one sent."""
+    for _ in range(count):
+        message = channel.send_text(CONVERSATION, body)
+        await channel.drain()
+    return message
+
+
+async def receiver(
+    control: Control, workload: Workload, url: str, room: str, secret: str, local: str, remote: str
+) -> None:
+    agent = _agent(url, room, secret, local)
+    delivered = 0
+    last_delivered = 0.0
+    cpu = 0.0
+    done = asyncio.Event()
+
+    def on_text(_message: ChannelMessage) -> None:
+        nonlocal delivered, last_delivered, cpu
+        delivered += 1
+        if delivered == workload.round_trips:
+            control.start_profile("throughput")
+            cpu = time.process_time()
+        elif delivered == workload.total_messages:
+            last_delivered = time.monotonic()
+            cpu = time.process_time() - cpu
+            control.stop_profile()
+            done.set()
+
+    # Registered before the agent is reachable, so no delivery is missed.
+    agent.manager.channel(remote).on(MessageType.TEXT, on_text)
+    try:
+        await agent.start()
+        await done.wait()
+        control.result(
+            {
+                "last_delivered": last_delivered,
+                "cpu_s": cpu,
+                "duplicates": len(agent.events.since(0, {"kind": "duplicate"})),
+            }
+        )
+        await control.stopped()
+    finally:
+        await agent.stop()

@@ -1,0 +1,263 @@
+"""Benchmark: PeerLab's messaging path against a raw aiortc data channel, same run.
+
+    python -m bench.agent_vs_raw [--messages N] [--size BYTES] [--rtt-samples N]
+                                 [--repeat K] [--profile DIR]
+
+Each run starts two fresh processes (spawn), one per end, on loopback:
+- raw: two RTCPeerConnections (no STUN), one ordered reliable data channel, the SDP
+  crossing a pipe between the processes (bench/raw_end.py);
+- agent: two `peer.agent.Agent`s that connect through a `SignalingServer` running in this
+  process (bench/agent_end.py).
+Both send the same body (`--size` bytes of text): round trips one at a time (raw:
+ping-pong; agent: send → ack), then `--messages` messages one way with the same
+`bufferedAmount` backpressure. Throughput is messages ÷ (last arrival at the receiver -
+first send), both read from the host-wide monotonic clock. Raw and agent runs alternate
+`--repeat` times (the machines are noisy) and the summary takes medians.
+
+The last line is machine-readable:
+    agent_vs_raw throughput_ratio=<agent msgs/s ÷ raw> rtt_p50_ratio=<agent p50 ÷ raw p50>
+`--profile DIR` also writes cProfile statistics of each end's throughput phase (and of the
+agent sender's round trips) to DIR; profiling slows the ends, so its figures are not
+comparable with unprofiled runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import agent_end, raw_end
+from bench.processes import EndFailed, EndProcess, run_ends
+from bench.workload import Workload, median, percentile
+from signaling.server import ServerConfig, SignalingServer
+
+THROUGHPUT_TARGET = 0.9
+"""The agent should deliver at least this fraction of raw aiortc's messages per second."""
+SENDER, RECEIVER = "sender", "receiver"
+"""Peer ids of the two agents (each agent run has a room of its own)."""
+
+RTT_TARGET = 1.5
+"""The agent's send→ack p50 should be at most this multiple of raw ping-pong p50."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunFigures:
+    connect_ms: float
+    msgs_per_s: float
+    rtt_p50_ms: float
+    rtt_p90_ms: float
+    frame_bytes: int
+    sender_cpu_us: float
+    """CPU time of the sending process per message of the throughput phase."""
+    receiver_cpu_us: float
+    acked_msgs_per_s: float | None = None
+    """Agent only: messages ÷ (last ack at the sender - first send)."""
+
+    def describe(self) -> str:
+        acked = (
+            f", all acked at {self.acked_msgs_per_s:,.0f} msg/s"
+            if self.acked_msgs_per_s is not None
+            else ""
+        )
+        return (
+            f"connect {self.connect_ms:.0f} ms, RTT p50 {self.rtt_p50_ms:.3f} ms "
+            f"p90 {self.rtt_p90_ms:.3f} ms, {self.msgs_per_s:,.0f} msg/s delivered{acked}, "
+            f"CPU/msg {self.sender_cpu_us:.0f} µs sender {self.receiver_cpu_us:.0f} µs receiver"
+        )
+
+
+def _print_progress(name: str, text: str) -> None:
+    print(f"    {name}: {text}", flush=True)
+
+
+def _timeout(workload: Workload) -> float:
+    """Generous: a slow machine must not fail, but a hang must end."""
+    return 60 + workload.messages / 200 + workload.round_trips / 50
+
+
+def _figures(
+    sender: dict[str, Any], receiver: dict[str, Any], arrival: float, workload: Workload
+) -> RunFigures:
+    rtts = sender["rtts"]
+    acked = sender.get("last_acked")
+    return RunFigures(
+        connect_ms=sender["connect_s"] * 1000,
+        msgs_per_s=workload.messages / (arrival - sender["first_sent"]),
+        rtt_p50_ms=percentile(rtts, 0.5) * 1000,
+        rtt_p90_ms=percentile(rtts, 0.9) * 1000,
+        frame_bytes=sender["frame_bytes"],
+        sender_cpu_us=sender["cpu_s"] / workload.messages * 1e6,
+        receiver_cpu_us=receiver["cpu_s"] / workload.messages * 1e6,
+        acked_msgs_per_s=(
+            None if acked is None else workload.messages / (acked - sender["first_sent"])
+        ),
+    )
+
+
+async def run_raw(workload: Workload, profile_dir: Path | None) -> RunFigures:
+    sender_pipe, receiver_pipe = raw_end.pipe()
+    common = {"profile_dir": profile_dir, "on_progress": _print_progress, "workload": workload}
+    ends = [
+        EndProcess("raw sender", raw_end.sender, peer=sender_pipe, **common),
+        EndProcess("raw receiver", raw_end.receiver, peer=receiver_pipe, **common),
+    ]
+    sender_pipe.close()
+    receiver_pipe.close()
+    sender, receiver = await run_ends(ends, _timeout(workload))
+    return _figures(sender, receiver, receiver["last_received"], workload)
+
+
+async def run_agent(
+    workload: Workload, url: str, secret: str, room: str, profile_dir: Path | None
+) -> RunFigures:
+    common = {
+        "profile_dir": profile_dir,
+        "on_progress": _print_progress,
+        "workload": workload,
+        "url": url,
+        "room": room,
+        "secret": secret,
+    }
+    ends = [
+        EndProcess("agent sender", agent_end.sender, local=SENDER, remote=RECEIVER, **common),
+        EndProcess("agent receiver", agent_end.receiver, local=RECEIVER, remote=SENDER, **common),
+    ]
+    sender, receiver = await run_ends(ends, _timeout(workload))
+    if sender["retransmissions"] or receiver["duplicates"]:
+        print(
+            f"    agent: {sender['retransmissions']} retransmissions, "
+            f"{receiver['duplicates']} duplicates received",
+            flush=True,
+        )
+    return _figures(sender, receiver, receiver["last_delivered"], workload)
+
+
+def _verdict(met: bool) -> str:
+    return "target met" if met else "target missed"
+
+
+def print_table(raw: list[RunFigures], agent: list[RunFigures]) -> tuple[float, float]:
+    """Print the medians over the runs; returns (throughput ratio, RTT p50 ratio)."""
+
+    def mid(runs: list[RunFigures], name: str) -> float:
+        return median([getattr(r, name) for r in runs])
+
+    throughput_ratio = mid(agent, "msgs_per_s") / mid(raw, "msgs_per_s")
+    rtt_ratio = mid(agent, "rtt_p50_ms") / mid(raw, "rtt_p50_ms")
+    connect = (f"{mid(raw, 'connect_ms'):.0f}", f"{mid(agent, 'connect_ms'):.0f}")
+    rows = [
+        ("frame size (bytes)", f"{raw[0].frame_bytes}", f"{agent[0].frame_bytes}", "", ""),
+        ("connect (ms)", *connect, "", ""),
+        (
+            "throughput (msg/s)",
+            f"{mid(raw, 'msgs_per_s'):,.0f}",
+            f"{mid(agent, 'msgs_per_s'):,.0f}",
+            f"{throughput_ratio:.2f}",
+            f"≥ {THROUGHPUT_TARGET:.2f} {_verdict(throughput_ratio >= THROUGHPUT_TARGET)}",
+        ),
+        ("  all acked (msg/s)", "-", f"{mid(agent, 'acked_msgs_per_s'):,.0f}", "", ""),
+        (
+            "RTT p50 (ms)",
+            f"{mid(raw, 'rtt_p50_ms'):.3f}",
+            f"{mid(agent, 'rtt_p50_ms'):.3f}",
+            f"{rtt_ratio:.2f}",
+            f"≤ {RTT_TARGET:.2f} {_verdict(rtt_ratio <= RTT_TARGET)}",
+        ),
+        (
+            "RTT p90 (ms)",
+            f"{mid(raw, 'rtt_p90_ms'):.3f}",
+            f"{mid(agent, 'rtt_p90_ms'):.3f}",
+            f"{mid(agent, 'rtt_p90_ms') / mid(raw, 'rtt_p90_ms'):.2f}",
+            "",
+        ),
+    ]
+    for side in ("sender", "receiver"):
+        name = f"{side}_cpu_us"
+        rows.append(
+            (
+                f"CPU/msg {side} (µs)",
+                f"{mid(raw, name):.0f}",
+                f"{mid(agent, name):.0f}",
+                f"{mid(agent, name) / mid(raw, name):.2f}",
+                "",
+            )
+        )
+    header = ("median of runs", "raw aiortc", "PeerLab agent", "ratio", "target")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        numbers = [cell.rjust(width) for cell, width in zip(row[1:4], widths[1:4], strict=True)]
+        print("  ".join([row[0].ljust(widths[0]), *numbers, row[4]]).rstrip())
+    return throughput_ratio, rtt_ratio
+
+
+async def benchmark(args: argparse.Namespace) -> tuple[float, float]:
+    workload = Workload(messages=args.messages, body_bytes=args.size, rtt_samples=args.rtt_samples)
+    if args.profile is not None:
+        args.profile.mkdir(parents=True, exist_ok=True)
+    print(
+        f"agent_vs_raw: {workload.messages} messages of a {workload.body_bytes}-byte body, "
+        f"{workload.rtt_samples} round trips (after {workload.warmup} warm-up), "
+        f"{args.repeat} alternating runs each",
+        flush=True,
+    )
+    secret = secrets.token_hex(16)
+    raw: list[RunFigures] = []
+    agent: list[RunFigures] = []
+    async with SignalingServer(ServerConfig(secret=secret, host="127.0.0.1", port=0)) as server:
+        for index in range(args.repeat):
+            # Alternate which path goes first, so a drift in machine load hits both alike.
+            order = ("raw", "agent") if index % 2 == 0 else ("agent", "raw")
+            for path in order:
+                print(f"[{path} {index + 1}/{args.repeat}]", flush=True)
+                if path == "raw":
+                    figures = await run_raw(workload, args.profile)
+                    raw.append(figures)
+                else:
+                    room = f"bench-{index}"
+                    figures = await run_agent(workload, server.url, secret, room, args.profile)
+                    agent.append(figures)
+                print(f"  {path} {index + 1}/{args.repeat}: {figures.describe()}", flush=True)
+    print()
+    return print_table(raw, agent)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.agent_vs_raw",
+        description="Throughput and round trip of PeerLab's agent against raw aiortc.",
+    )
+    parser.add_argument("--messages", type=_positive, default=5_000, help="one-way messages")
+    parser.add_argument("--size", type=_positive, default=200, help="message body bytes")
+    parser.add_argument("--rtt-samples", type=_positive, default=2000, help="measured round trips")
+    parser.add_argument("--repeat", type=_positive, default=3, help="runs of each path")
+    parser.add_argument(
+        "--profile", type=Path, default=None, metavar="DIR", help="write cProfile stats to DIR"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        throughput_ratio, rtt_ratio = asyncio.run(benchmark(args))
+    except EndFailed as failure:
+        print(f"agent_vs_raw: {failure}", file=sys.stderr)
+        return 1
+    print(f"agent_vs_raw throughput_ratio={throughput_ratio:.2f} rtt_p50_ratio={rtt_ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
