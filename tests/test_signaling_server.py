@@ -281,7 +281,9 @@ async def test_oversized_frame_closes_1009_and_others_keep_working(server):
 FLOOD_FRAMES = 5000
 
 
-def _flood(url: str, flooded: threading.Event, report: dict[str, Any]) -> None:
+def _flood(
+    url: str, flooded: threading.Event, leave: threading.Event, report: dict[str, Any]
+) -> None:
     """Send FLOOD_FRAMES bye frames to ourselves as fast as possible, in a thread of our own.
 
     Each accepted frame comes back relayed with its sequence number, so the
@@ -296,7 +298,6 @@ def _flood(url: str, flooded: threading.Event, report: dict[str, Any]) -> None:
         while sent < FLOOD_FRAMES:
             ws.send(json.dumps({"type": "bye", "to": "flooder", "reason": str(sent)}))
             sent += 1
-        flooded.set()
         # Drain until our end marker comes back: then every earlier reply is in.
         relayed = errors = 0
         deadline = time.monotonic() + TIMEOUT
@@ -318,13 +319,16 @@ def _flood(url: str, flooded: threading.Event, report: dict[str, Any]) -> None:
             raise AssertionError("end marker never came back")
         report.update(sent=sent, relayed=relayed, errors=errors)
         report["elapsed"] = time.monotonic() - started
+        flooded.set()
+        # Stay registered until the others are done: our `left` must not cut into them.
+        leave.wait(TIMEOUT)
 
 
 async def test_a_flooding_client_is_rate_limited_while_others_are_served(server):
     alice, bob = await pair(server)
-    flooded = threading.Event()
+    flooded, leave = threading.Event(), threading.Event()
     report: dict[str, Any] = {}
-    flooder = asyncio.create_task(asyncio.to_thread(_flood, server.url, flooded, report))
+    flooder = asyncio.create_task(asyncio.to_thread(_flood, server.url, flooded, leave, report))
     for peer in (alice, bob):
         assert await recv(peer) == {"type": "presence", "event": "joined", "peer": "flooder"}
     round_trips = []
@@ -339,6 +343,8 @@ async def test_a_flooding_client_is_rate_limited_while_others_are_served(server)
         await send(bob, {"type": "answer", "to": "alice", "sdp": f"v={i}", "session": "s"})
         assert (await recv(alice))["sdp"] == f"v={i}"
         round_trips.append(time.monotonic() - started)
+        await asyncio.sleep(0.02)  # stay under alice's and bob's own rate limit (100/s)
+    leave.set()
     await asyncio.wait_for(flooder, 3 * TIMEOUT)
     median, worst = statistics.median(round_trips), max(round_trips)
     print(f"flood: {report}, round trip median {median * 1e3:.1f} ms, worst {worst * 1e3:.1f} ms")
