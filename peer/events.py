@@ -87,11 +87,15 @@ class EventLog:
         self._clock = clock
         self._wall_clock = wall_clock
         self._events: list[Event] = []
-        self._changed = asyncio.Event()
+        # Recording is on the message hot path: events are kept as recorded and made
+        # JSON-ready on first read (or at once when they go to a file).
+        self._ready = 0
+        self._changed: asyncio.Event | None = None
         self._file: IO[str] | None = None
         if jsonl_path is not None:
             jsonl_path.parent.mkdir(parents=True, exist_ok=True)
             self._events = _load(jsonl_path)
+            self._ready = len(self._events)
             # Line-buffered: each event reaches the kernel at once and survives a kill.
             self._file = jsonl_path.open("a", encoding="utf-8", buffering=1)
 
@@ -102,16 +106,21 @@ class EventLog:
             "t_wall": round(self._wall_clock(), 6),
             "agent": self.agent_id,
             "kind": kind,
-            **{k: _jsonable(v) for k, v in fields.items()},
+            **fields,
         }
         self._events.append(event)
         if self._file is not None:
+            self._make_ready()
             self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        self._notify()
+        if self._changed is not None:
+            # Wake every waiter: each holds the Event that was current when it began.
+            self._changed.set()
+            self._changed = None
         return event
 
     def since(self, seq: int = 0, match: Mapping[str, Any] | None = None) -> list[Event]:
         """Events after `seq` (0 = all), optionally only those matching `match`."""
+        self._make_ready()
         events = self._events[max(seq, 0) :]
         return [e for e in events if matches(e, match)] if match else events
 
@@ -123,24 +132,29 @@ class EventLog:
         self, match: Mapping[str, Any], *, count: int = 1, since: int = 0, timeout: float
     ) -> list[Event]:
         """Wait until `count` events after `since` match; TimeoutError says what was seen."""
+        found: list[Event] = []
+        scanned = max(since, 0)
         try:
             async with asyncio.timeout(timeout):
-                while len(self.since(since, match)) < count:
+                while True:
+                    # Each event is looked at once, however long the wait.
+                    found += self.since(scanned, match)
+                    scanned = self.last_seq
+                    if len(found) >= count:
+                        return found[:count]
                     await self._next_change()
         except TimeoutError:
-            seen = self.since(since, match)
             raise TimeoutError(
                 f"waited {timeout:g}s for {count} event(s) matching {dict(match)} after "
-                f"seq {since}; saw {len(seen)}" + (f", last: {seen[-1]}" if seen else "")
+                f"seq {since}; saw {len(found)}" + (f", last: {found[-1]}" if found else "")
             ) from None
-        return self.since(since, match)[:count]
 
     async def follow(self, since: int = 0) -> AsyncIterator[Event]:
         """Yield events after `since` as they happen (never ends)."""
         while True:
             while self.last_seq <= since:
                 await self._next_change()
-            for event in self._events[since:]:
+            for event in self.since(since):
                 yield event
             since = self.last_seq
 
@@ -149,10 +163,14 @@ class EventLog:
             self._file.close()
             self._file = None
 
-    def _notify(self) -> None:
-        # Wake every waiter: each holds the Event that was current when it started waiting.
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def _make_ready(self) -> None:
+        for event in self._events[self._ready :]:
+            for key, value in event.items():
+                if not isinstance(value, (str, int, float)):
+                    event[key] = _jsonable(value)
+        self._ready = len(self._events)
 
     async def _next_change(self) -> None:
+        if self._changed is None:
+            self._changed = asyncio.Event()
         await self._changed.wait()

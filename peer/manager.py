@@ -157,8 +157,13 @@ class PeerConnectionManager:
         link = self._links.get(remote_id)
         if link is None or not link.wanted:
             return
-        if event == "joined" and link.state is not P2PConnectionState.CONNECTED:
-            # A new instance of the peer registered: whatever we were waiting on is dead.
+        if (
+            event == "joined"
+            and link.pc is not None
+            and link.state is not P2PConnectionState.CONNECTED
+        ):
+            # A new instance of the peer registered: the connection we had or were
+            # building with the old one is dead.
             await self._fail(link, "peer re-registered")
         link.wake.set()
 

@@ -46,6 +46,11 @@ class ChannelConfig:
     heartbeat_timeout: float = 2.5
     buffered_low: int = 256 * 1024
     """`drain()` waits until the data channel's send buffer is below this many bytes."""
+    ack_gap: float = 0.0005
+    ack_delay: float = 0.002
+    """A message arriving within `ack_gap` of the previous one means a busy channel: its ack
+    waits up to `ack_delay` to share a frame with the next ones. An isolated message is
+    acked at once, so round trips stay short."""
 
 
 class MessageChannel:
@@ -77,6 +82,8 @@ class MessageChannel:
         self._on_liveness: Callable[[bool], None] = lambda alive: None
         self._timer: asyncio.Task | None = None
         self._acks_to_send: list[str] = []
+        self._ack_flush: asyncio.Handle | None = None
+        self._last_reliable_at = float("-inf")
         self._drained = asyncio.Event()
 
     # ---- application API ----
@@ -124,10 +131,11 @@ class MessageChannel:
         return self._send_typing_now(conversation, state)
 
     def send_ack(self, *acked_ids: str) -> None:
-        """Ack messages now; several ids share frames of up to MAX_ACKED_IDS ids."""
-        for start in range(0, len(acked_ids), MAX_ACKED_IDS):
-            chunk = acked_ids[start : start + MAX_ACKED_IDS]
-            self._transmit(self._new(MessageType.ACK, acked_ids=tuple(chunk)))
+        """Ack messages now; several ids share frames of up to MAX_ACKED_IDS ids.
+
+        The channel acks what it delivers by itself; this is for acking by hand.
+        """
+        self._ack(acked_ids, checked=False)
 
     async def drain(self) -> None:
         """Wait until the data channel can take more (backpressure for bulk senders)."""
@@ -170,7 +178,7 @@ class MessageChannel:
                 reason="reconnect",
                 transmissions=self._outbox.transmissions(message.id),
             )
-            self._transmit(message)
+            self._transmit(message, checked=True)
         self._timer = asyncio.get_running_loop().create_task(self._tick_forever())
 
     def detach(self) -> None:
@@ -182,6 +190,9 @@ class MessageChannel:
             self._channel.remove_all_listeners()
             self._channel = None
         self._liveness = None
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()
+            self._ack_flush = None
         self._acks_to_send.clear()  # the sender resends, and we re-ack on a duplicate
         self._drained.set()
 
@@ -210,8 +221,7 @@ class MessageChannel:
         encode(draft)  # reject bad input here, before it enters the outbox
         message = self._outbox.send(draft, self._clock())
         self._observe("sent", message=message)
-        if self.attached:
-            self._transmit(message)
+        self._transmit(message, checked=True)
         return message
 
     def _send_typing_now(self, conversation: str, state: TypingState) -> ChannelMessage | None:
@@ -224,10 +234,16 @@ class MessageChannel:
         self._transmit(message)
         return message
 
-    def _transmit(self, message: ChannelMessage) -> None:
+    def _ack(self, acked_ids: tuple[str, ...] | list[str], *, checked: bool) -> None:
+        for start in range(0, len(acked_ids), MAX_ACKED_IDS):
+            chunk = tuple(acked_ids[start : start + MAX_ACKED_IDS])
+            self._transmit(self._new(MessageType.ACK, acked_ids=chunk), checked=checked)
+
+    def _transmit(self, message: ChannelMessage, *, checked: bool = False) -> None:
+        """Put one frame on the channel (if attached). `checked`: see `encode`."""
         if not self.attached:
             return
-        self._channel.send(encode(message))
+        self._channel.send(encode(message, checked=checked))
         if self._liveness is not None:
             self._liveness.on_sent(self._clock())
 
@@ -254,7 +270,7 @@ class MessageChannel:
         if message.type is MessageType.HEARTBEAT:
             return
         if message.type is MessageType.ACK:
-            for acked in self._outbox.on_ack(message.acked_ids):
+            for acked in self._outbox.on_ack(message.acked_ids, now):
                 self._observe("acked", message=acked, ack_id=message.id)
                 self._dispatch(MessageType.ACK, acked)
             return
@@ -269,15 +285,29 @@ class MessageChannel:
             self._observe("delivered", message=delivered)
             self._dispatch(delivered.type, delivered)
         if receipt.ack:
-            if not self._acks_to_send:
-                # Coalesce acks for everything that arrives in this loop iteration.
-                asyncio.get_running_loop().call_soon(self._flush_acks)
-            self._acks_to_send.extend(receipt.ack)
+            self._queue_acks(receipt.ack, now)
+
+    def _queue_acks(self, acked_ids: tuple[str, ...], now: float) -> None:
+        busy = now - self._last_reliable_at < self.config.ack_gap
+        self._last_reliable_at = now
+        self._acks_to_send.extend(acked_ids)
+        if len(self._acks_to_send) >= MAX_ACKED_IDS:
+            self._flush_acks()
+        elif self._ack_flush is None:
+            loop = asyncio.get_running_loop()
+            self._ack_flush = (
+                loop.call_later(self.config.ack_delay, self._flush_acks)
+                if busy
+                else loop.call_soon(self._flush_acks)
+            )
 
     def _flush_acks(self) -> None:
+        if self._ack_flush is not None:
+            self._ack_flush.cancel()
+            self._ack_flush = None
         acks, self._acks_to_send = self._acks_to_send, []
-        if acks:
-            self.send_ack(*acks)
+        # The ids come from frames `decode` validated.
+        self._ack(acks, checked=True)
 
     def _dispatch(self, message_type: MessageType, message: ChannelMessage) -> None:
         for handler in self._handlers.get(message_type, ()):
@@ -309,13 +339,13 @@ class MessageChannel:
                 reason="timeout",
                 transmissions=self._outbox.transmissions(message.id),
             )
-            self._transmit(message)
+            self._transmit(message, checked=True)
         for conversation, state in self._throttle.due(now):
             self._send_typing_now(conversation, state)
         liveness = self._liveness
         if liveness is None:
             return
         if liveness.heartbeat_due(now):
-            self._transmit(self._new(MessageType.HEARTBEAT))
+            self._transmit(self._new(MessageType.HEARTBEAT), checked=True)
         if not liveness.alive(now):
             self._set_alive(False)

@@ -199,20 +199,25 @@ def decode(frame: str | bytes) -> ChannelMessage:
     return _validate(obj)
 
 
-def encode(message: ChannelMessage) -> str:
-    """Serialize a message; refuses anything `decode` would reject, so bad frames never leave."""
-    obj: dict[str, Any] = {"type": message.type.value}
+def encode(message: ChannelMessage, *, checked: bool = False) -> str:
+    """Serialize a message; refuses anything `decode` would reject, so bad frames never leave.
+
+    `checked=True` skips validation, for a message this process built from parts it has
+    validated already (MessageChannel's send path, where it counts).
+    """
     schema = SCHEMA[message.type]
-    extra = [f for f in _OPTIONAL_FIELDS if f not in schema and getattr(message, f) is not None]
-    if extra:
-        raise ProtocolError(
-            "unknown_field", f"{message.type} message has unknown field(s) {extra}", message.id
-        )
+    obj: dict[str, Any] = {"type": message.type.value}
     for name in schema:
         value = getattr(message, name)
         if value is not None:
             obj[name] = list(value) if isinstance(value, tuple) else value
-    _validate(obj)  # one set of rules for both directions
+    if not checked:
+        extra = [f for f in _OPTIONAL_FIELDS if f not in schema and getattr(message, f) is not None]
+        if extra:
+            raise ProtocolError(
+                "unknown_field", f"{message.type} message has unknown field(s) {extra}", message.id
+            )
+        _validate(obj)  # one set of rules for both directions
     frame = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     _check_size(_utf8_len(frame))
     return frame

@@ -15,8 +15,13 @@ The scheme (docs/protocol.md, "Reliable delivery"):
 - The receiver delivers a stream strictly in `seq` order, buffers what arrives early,
   acks each message when it delivers it, re-acks duplicates of delivered messages (their
   ack may have been lost) and ignores duplicates of buffered ones.
-- Unacked messages are retransmitted `retransmit_after` seconds after their last
-  transmission, and all at once after a reconnect.
+- Unacked messages are retransmitted once the retransmission timeout (RTO) has passed
+  since their last transmission *and* since the last ack. The RTO follows TCP's
+  (RFC 6298): at least `retransmit_after`, else the smoothed ack round trip plus four
+  times its variation (round trips of resent messages are not sampled), doubled after
+  each retransmission round that brought no ack. A channel whose acks keep coming, or
+  come late but steadily, is slow (its send queue is long), not lossy: resending into
+  that queue would only lengthen it. After a reconnect, everything unacked is resent.
 """
 
 from __future__ import annotations
@@ -28,10 +33,13 @@ from dataclasses import dataclass, field
 
 from peer.protocol import ChannelMessage
 
+MAX_RTO = 60.0
+
 
 @dataclass(slots=True)
 class _Pending:
     message: ChannelMessage
+    first_sent: float
     last_sent: float
     transmissions: int = 1
 
@@ -47,30 +55,49 @@ class Outbox:
         self._pending: dict[str, _Pending] = {}
         # Unacked sequence numbers per conversation, lowest first: the head is `base`.
         self._unacked_seqs: dict[str, OrderedDict[int, None]] = {}
+        # When the retransmission timer last restarted: an ack of something new, a
+        # retransmission round, or a send into an empty outbox.
+        self._timer_start = 0.0
+        self._srtt: float | None = None
+        self._rttvar = 0.0
+        self._backoff = 1
 
     def send(self, message: ChannelMessage, now: float) -> ChannelMessage:
         """Sequence a new reliable message (its epoch/seq/base are filled in) and track it."""
         conversation = message.conversation
         seq = self._next_seq.get(conversation, 0)
         self._next_seq[conversation] = seq + 1
-        sequenced = dataclasses.replace(message, epoch=self.epoch, seq=seq, base=seq)
-        self._pending[message.id] = _Pending(sequenced, now)
-        self._unacked_seqs.setdefault(conversation, OrderedDict())[seq] = None
-        return self._with_base(sequenced)
+        if not self._pending:
+            self._timer_start = now
+        unacked = self._unacked_seqs.setdefault(conversation, OrderedDict())
+        unacked[seq] = None
+        sequenced = dataclasses.replace(
+            message, epoch=self.epoch, seq=seq, base=next(iter(unacked))
+        )
+        self._pending[message.id] = _Pending(sequenced, now, now)
+        return sequenced
 
-    def on_ack(self, acked_ids: Iterable[str]) -> list[ChannelMessage]:
+    def on_ack(self, acked_ids: Iterable[str], now: float) -> list[ChannelMessage]:
         """Forget acked messages; returns those acked for the first time (in send order)."""
-        newly = [self._pending.pop(i).message for i in acked_ids if i in self._pending]
-        for message in newly:
-            del self._unacked_seqs[message.conversation][message.seq]
-        return newly
+        newly = [self._pending.pop(i) for i in acked_ids if i in self._pending]
+        for pending in newly:
+            del self._unacked_seqs[pending.message.conversation][pending.message.seq]
+            if pending.transmissions == 1:  # Karn: a resent message's round trip is ambiguous
+                self._sample_rtt(now - pending.first_sent)
+        if newly:
+            self._timer_start = now
+            self._backoff = 1
+        return [p.message for p in newly]
 
     def due(self, now: float) -> list[ChannelMessage]:
-        """Unacked messages whose retransmission timer expired; their timers restart."""
-        out = []
-        for pending in self._pending.values():
-            if now >= pending.last_sent + self.retransmit_after:
-                out.append(self._retransmit(pending, now))
+        """Messages to resend now (see the module doc); a round restarts the timer."""
+        rto = self.rto
+        if not self._pending or now < self._timer_start + rto:
+            return []
+        out = [self._retransmit(p, now) for p in self._pending.values() if now >= p.last_sent + rto]
+        if out:
+            self._timer_start = now
+            self._backoff = min(self._backoff * 2, 64)
         return out
 
     def on_reconnect(self, now: float) -> list[ChannelMessage]:
@@ -81,7 +108,25 @@ class Outbox:
         """When `due` will next return something, or None when nothing is unacked."""
         if not self._pending:
             return None
-        return min(p.last_sent for p in self._pending.values()) + self.retransmit_after
+        oldest = min(p.last_sent for p in self._pending.values())
+        return max(oldest, self._timer_start) + self.rto
+
+    @property
+    def rto(self) -> float:
+        """The current retransmission timeout, in seconds."""
+        if self._srtt is None:
+            base = self.retransmit_after
+        else:
+            base = max(self.retransmit_after, self._srtt + 4 * self._rttvar)
+        return min(base * self._backoff, MAX_RTO)
+
+    def _sample_rtt(self, rtt: float) -> None:
+        # RFC 6298, section 2.
+        if self._srtt is None:
+            self._srtt, self._rttvar = rtt, rtt / 2
+        else:
+            self._rttvar = 0.75 * self._rttvar + 0.25 * abs(self._srtt - rtt)
+            self._srtt = 0.875 * self._srtt + 0.125 * rtt
 
     @property
     def unacked(self) -> list[ChannelMessage]:

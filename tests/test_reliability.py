@@ -61,8 +61,8 @@ def test_on_ack_reports_only_first_acks_and_ignores_unknown_ids():
     outbox = Outbox("ep1")
     for i in range(3):
         outbox.send(text(f"m{i}"), 0.0)
-    assert ids(outbox.on_ack(["m1", "nope"])) == ["m1"]
-    assert outbox.on_ack(["m1"]) == []
+    assert ids(outbox.on_ack(["m1", "nope"], 0.0)) == ["m1"]
+    assert outbox.on_ack(["m1"], 0.0) == []
     assert ids(outbox.unacked) == ["m0", "m2"]
 
 
@@ -71,10 +71,10 @@ def test_base_is_the_lowest_unacked_seq_of_the_conversation():
     for i in range(3):
         outbox.send(text(f"a{i}", "a"), 0.0)
     outbox.send(text("b0", "b"), 0.0)
-    outbox.on_ack(["a0", "a1"])
+    outbox.on_ack(["a0", "a1"], 0.0)
     assert outbox.send(text("a3", "a"), 0.0).base == 2
     assert outbox.send(text("b1", "b"), 0.0).base == 0  # other conversations unaffected
-    outbox.on_ack(["a2"])
+    outbox.on_ack(["a2"], 0.0)
     assert [(m.id, m.base) for m in outbox.on_reconnect(0.0)] == [("b0", 0), ("a3", 3), ("b1", 0)]
 
 
@@ -84,16 +84,51 @@ def test_retransmits_after_timeout_only_and_restarts_the_timer():
     outbox.send(text("m1"), 10.4)
     assert outbox.next_deadline() == 11.0
     assert outbox.due(10.99) == []
-    assert ids(outbox.due(11.0)) == ["m0"]
+    assert ids(outbox.due(11.0)) == ["m0"]  # m1 is not a timeout old yet
     assert outbox.transmissions("m0") == 2
-    assert outbox.next_deadline() == 11.4
-    assert ids(outbox.due(11.4)) == ["m1"]
-    assert outbox.due(11.9) == []
-    assert ids(outbox.due(12.0)) == ["m0"]
-    outbox.on_ack(["m0", "m1"])
+    # The round at 11.0 brought no ack: the timer restarted with the timeout doubled.
+    assert outbox.rto == 2.0
+    assert outbox.next_deadline() == 13.0
+    assert outbox.due(11.4) == []
+    assert outbox.due(12.99) == []
+    assert ids(outbox.due(13.0)) == ["m0", "m1"]
+    assert outbox.rto == 4.0
+    outbox.on_ack(["m0"], 13.1)  # progress: back to the base timeout (no sample: resent)
+    assert outbox.rto == 1.0
+    outbox.on_ack(["m1"], 13.1)
     assert outbox.due(100.0) == []
     assert outbox.next_deadline() is None
     assert outbox.transmissions("m0") == 0
+
+
+def test_acks_arriving_hold_back_retransmission_of_a_busy_channel():
+    """A long send queue delays acks without losing anything: as long as acks keep
+    coming, nothing is resent, however old the oldest unacked message is."""
+    outbox = Outbox("ep1")
+    for i in range(10):
+        outbox.send(text(f"m{i}"), 0.0)
+    for i in range(9):
+        now = 0.9 * (i + 1)
+        assert outbox.due(now) == []
+        outbox.on_ack([f"m{i}"], now)
+    # The timeout followed the ack round trips, which grew to 8.1 s with the queue.
+    assert outbox.rto > 8.1
+    deadline = outbox.next_deadline()
+    assert deadline == 8.1 + outbox.rto
+    assert outbox.due(deadline - 0.01) == []
+    assert ids(outbox.due(deadline)) == ["m9"]  # acks stopped for a whole timeout
+
+
+def test_the_timeout_tracks_the_ack_round_trip_but_never_goes_below_the_minimum():
+    outbox = Outbox("ep1", retransmit_after=0.5)
+    for i in range(20):
+        outbox.send(text(f"m{i}"), float(i))
+        outbox.on_ack([f"m{i}"], i + 0.01)  # 10 ms round trips
+    assert outbox.rto == 0.5
+    for i in range(20, 40):
+        outbox.send(text(f"m{i}"), float(i))
+        outbox.on_ack([f"m{i}"], i + 3.0)  # the channel got slow: 3 s round trips
+    assert 3.0 < outbox.rto < 6.0
 
 
 def test_due_at_next_deadline_returns_the_message():
@@ -115,7 +150,7 @@ def test_reconnect_resends_every_unacked_message_in_send_order():
     outbox = Outbox("ep1")
     for i, conversation in enumerate(["a", "b", "a", "b", "a"]):
         outbox.send(text(f"m{i}", conversation), 0.0)
-    outbox.on_ack(["m2"])
+    outbox.on_ack(["m2"], 0.0)
     resent = outbox.on_reconnect(0.3)
     assert ids(resent) == ["m0", "m1", "m3", "m4"]
     assert all(outbox.transmissions(i) == 2 for i in ids(resent))
@@ -127,7 +162,7 @@ def test_reconnect_resends_every_unacked_message_in_send_order():
 def test_reconnect_with_nothing_unacked_sends_nothing():
     outbox = Outbox("ep1")
     outbox.send(text("m0"), 0.0)
-    outbox.on_ack(["m0"])
+    outbox.on_ack(["m0"], 0.0)
     assert outbox.on_reconnect(1.0) == []
 
 
@@ -182,7 +217,7 @@ def test_base_lets_a_fresh_inbox_start_mid_stream():
     outbox, old = Outbox("ep1"), Inbox()
     for i in range(3):
         old.on_message(outbox.send(text(f"m{i}"), 0.0))
-    outbox.on_ack(["m0", "m1"])  # m2 delivered, ack lost; then the receiver restarts
+    outbox.on_ack(["m0", "m1"], 0.0)  # m2 delivered, ack lost; then the receiver restarts
     fresh = Inbox()
     m3 = outbox.send(text("m3"), 0.5)
     assert m3.base == 2
@@ -190,7 +225,7 @@ def test_base_lets_a_fresh_inbox_start_mid_stream():
     m2 = outbox.on_reconnect(1.0)[0]
     receipt = fresh.on_message(m2)
     assert ids(receipt.deliver) == ["m2", "m3"]  # m2 delivered again: at-least-once across restart
-    outbox.on_ack(receipt.ack)
+    outbox.on_ack(receipt.ack, 1.0)
     assert outbox.unacked == []
 
 
@@ -198,7 +233,7 @@ def test_higher_base_skips_what_the_sender_knows_was_delivered():
     outbox, inbox = Outbox("ep1"), Inbox()
     m0, _m1, m2 = (outbox.send(text(f"m{i}"), 0.0) for i in range(3))
     inbox.on_message(m2)  # buffered, waiting for seq 0
-    outbox.on_ack(["m0", "m1"])  # acked by a previous incarnation of this receiver
+    outbox.on_ack(["m0", "m1"], 0.0)  # acked by a previous incarnation of this receiver
     m3 = outbox.send(text("m3"), 0.0)
     assert m3.base == 2
     assert ids(inbox.on_message(m3).deliver) == ["m2", "m3"]
@@ -229,17 +264,17 @@ def test_stuck_message_after_base_jump_over_buffered_seq():
     m0, m1, _m2 = (outbox.send(text(f"m{i}"), 0.0) for i in range(3))
     old.on_message(m0)
     old.on_message(m1)
-    outbox.on_ack(["m1"])  # the ack for m0 was lost; m2 was lost
+    outbox.on_ack(["m1"], 0.0)  # the ack for m0 was lost; m2 was lost
     fresh = Inbox()
     r0, r2 = outbox.on_reconnect(1.0)
     assert fresh.on_message(r2) == Receipt()
-    outbox.on_ack(fresh.on_message(r0).ack)
+    outbox.on_ack(fresh.on_message(r0).ack, 1.0)
     delivered = []
     for t in range(2, 10):
         for message in outbox.due(float(t)):
             receipt = fresh.on_message(message)
             delivered += ids(receipt.deliver)
-            outbox.on_ack(receipt.ack)
+            outbox.on_ack(receipt.ack, float(t))
     assert delivered == ["m2"]
     assert outbox.unacked == []
 
@@ -298,7 +333,7 @@ class SimulatedLink:
 
     def receive_ack(self, index: int) -> None:
         ack = decode(self.to_sender.pop(index % len(self.to_sender)))
-        self.acked += ids(self.outbox.on_ack(ack.acked_ids))
+        self.acked += ids(self.outbox.on_ack(ack.acked_ids, self.now))
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -349,7 +384,7 @@ class SimulatedLink:
                     self.receive_ack(0)
             if not self.outbox.unacked:
                 return
-            self.advance(self.outbox.retransmit_after)
+            self.advance(self.outbox.next_deadline() - self.now)
         raise AssertionError(
             f"outbox did not drain in {max_rounds} fair rounds; still unacked: "
             f"{[(m.id, m.conversation, m.seq, m.base) for m in self.outbox.unacked]}"
