@@ -28,6 +28,7 @@ from peer.protocol import (
     ProtocolError,
     ReactionAction,
     TypingState,
+    check_fields,
     decode,
     encode,
 )
@@ -210,16 +211,10 @@ class MessageChannel:
     def _send_reliable(
         self, message_type: MessageType, conversation: str, **fields: Any
     ) -> ChannelMessage:
-        draft = self._new(
-            message_type,
-            conversation=conversation,
-            epoch=self._outbox.epoch,
-            seq=0,
-            base=0,
-            **fields,
-        )
-        encode(draft)  # reject bad input here, before it enters the outbox
-        message = self._outbox.send(draft, self._clock())
+        # Bad input is refused here, before it takes a sequence number; then the frame is
+        # known to be valid and is serialized without a second check.
+        values = check_fields(message_type, {"conversation": conversation, **fields})
+        message = self._outbox.send(self._new(message_type, **values), self._clock())
         self._observe("sent", message=message)
         self._transmit(message, checked=True)
         return message

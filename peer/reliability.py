@@ -26,7 +26,6 @@ The scheme (docs/protocol.md, "Reliable delivery"):
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -71,9 +70,7 @@ class Outbox:
             self._timer_start = now
         unacked = self._unacked_seqs.setdefault(conversation, OrderedDict())
         unacked[seq] = None
-        sequenced = dataclasses.replace(
-            message, epoch=self.epoch, seq=seq, base=next(iter(unacked))
-        )
+        sequenced = message._replace(epoch=self.epoch, seq=seq, base=next(iter(unacked)))
         self._pending[message.id] = _Pending(sequenced, now, now)
         return sequenced
 
@@ -143,7 +140,7 @@ class Outbox:
 
     def _with_base(self, message: ChannelMessage) -> ChannelMessage:
         base = next(iter(self._unacked_seqs[message.conversation]))
-        return message if base == message.base else dataclasses.replace(message, base=base)
+        return message if base == message.base else message._replace(base=base)
 
 
 @dataclass(slots=True)

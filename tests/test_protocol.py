@@ -8,7 +8,6 @@ cannot drift from the code.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 from pathlib import Path
@@ -84,7 +83,7 @@ def wire(mtype: MessageType) -> dict[str, Any]:
 
 
 def _replace(message: ChannelMessage, **changes: Any) -> ChannelMessage:
-    return dataclasses.replace(message, **changes)
+    return message._replace(**changes)
 
 
 def rejected(frame: str | bytes | dict[str, Any], code: str) -> ProtocolError:
