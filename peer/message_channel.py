@@ -48,7 +48,7 @@ class ChannelConfig:
     buffered_low: int = 256 * 1024
     """`drain()` waits until the data channel's send buffer is below this many bytes."""
     ack_gap: float = 0.0005
-    ack_delay: float = 0.002
+    ack_delay: float = 0.01
     """A message arriving within `ack_gap` of the previous one means a busy channel: its ack
     waits up to `ack_delay` to share a frame with the next ones. An isolated message is
     acked at once, so round trips stay short."""
