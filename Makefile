@@ -49,6 +49,7 @@ images: docker
 	@bash scripts/build-images.sh
 
 scenarios: venv images
+	docker compose config --quiet
 	$(PY) -m scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
 
 # The suite must catch a broken agent: one that never acks fails, naming the missing acks.

@@ -1,0 +1,121 @@
+"""The harness's pure parts: delivery checks, the extra-peers override, JUnit and summary."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from scenarios.checks import assert_delivered, delivery_report
+from scenarios.runner import Outcome, summary_table, write_junit
+from scenarios.stack import extra_peers_override, peer_names
+
+
+def _message(i: int, conversation: str = "c", type: str = "text") -> dict:
+    return {
+        "type": type,
+        "id": f"{conversation}{i:02d}" + "x" * 10,
+        "conversation": conversation,
+        "seq": i,
+        "sender": "peer1",
+    }
+
+
+def _events(kind: str, peer: str, messages: list[dict]) -> list[dict]:
+    return [{"kind": kind, "peer": peer, "message": m} for m in messages]
+
+
+def _sides(sent, acked, delivered):
+    sender = _events("sent", "peer2", sent) + _events("acked", "peer2", acked)
+    receiver = _events("delivered", "peer1", delivered)
+    return delivery_report(sender, receiver, "peer1", "peer2")
+
+
+def test_a_clean_exchange_passes():
+    messages = [_message(i) for i in range(5)]
+    report = _sides(messages, messages, messages)
+    assert report.ok and report.problems() == []
+    assert_delivered([report])
+
+
+def test_missing_acks_are_named():
+    messages = [_message(i) for i in range(5)]
+    report = _sides(messages, messages[:2], messages)
+    with pytest.raises(AssertionError) as failure:
+        assert_delivered([report])
+    text = str(failure.value)
+    assert "peer1 → peer2: 3 of 5 messages were never acked" in text
+    assert "text c02xxxxx… (conversation c, seq 2)" in text
+    assert "c01" not in text
+
+
+def test_lost_duplicated_reordered_and_invented_deliveries_are_each_reported():
+    sent = [_message(i) for i in range(4)]
+    invented = _message(9)
+    delivered = [sent[1], sent[0], sent[0], sent[3], invented]
+    report = _sides(sent, sent, delivered)
+    assert [m["seq"] for m in report.undelivered] == [2]
+    assert [m["seq"] for m in report.duplicated] == [0]
+    assert report.out_of_order == ["c"]
+    assert report.unexpected == [invented]
+    assert len(report.problems()) == 4
+
+
+def test_typing_and_other_links_do_not_count():
+    messages = [_message(0)]
+    typing = _message(1, type="typing")
+    sender = (
+        _events("sent", "peer2", [*messages, typing])
+        + _events("acked", "peer2", messages)
+        + _events("sent", "peer3", [_message(5)])
+    )
+    receiver = _events("delivered", "peer1", messages)
+    assert delivery_report(sender, receiver, "peer1", "peer2").ok
+
+
+def test_order_is_per_conversation():
+    a0, b0, a1 = _message(0, "a"), _message(0, "b"), _message(1, "a")
+    assert _sides([a0, b0, a1], [a0, b0, a1], [b0, a0, a1]).ok
+
+
+def test_long_problem_lists_are_shortened():
+    messages = [_message(i) for i in range(12)]
+    (line,) = _sides(messages, [], messages).problems(limit=3)
+    assert line.endswith("and 9 more")
+
+
+def test_extra_peers_extend_peer1_with_their_own_ids():
+    assert peer_names(5) == ["peer1", "peer2", "peer3", "peer4", "peer5"]
+    override = extra_peers_override(5)
+    assert "peer3:" not in override
+    for name in ("peer4", "peer5"):
+        assert f"  {name}:\n    extends: {{file: " in override
+        assert f"environment: {{PEER_ID: {name}}}" in override
+
+
+def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):
+    outcomes = [
+        Outcome("two_peers", True, 20.0, 2, 10, 10, 1),
+        Outcome(
+            "peer_killed",
+            False,
+            30.0,
+            3,
+            50,
+            40,
+            3,
+            error="AssertionError: 10 never acked",
+            details="Traceback ...",
+            folder=tmp_path / "peer_killed",
+        ),
+    ]
+    path = tmp_path / "junit.xml"
+    write_junit(outcomes, path)
+    suite = ET.parse(path).getroot()
+    assert (suite.get("tests"), suite.get("failures")) == ("2", "1")
+    failed = suite.find("testcase[@name='peer_killed']/failure")
+    assert failed.get("message") == "AssertionError: 10 never acked"
+    assert str(tmp_path / "peer_killed") in failed.text
+    table = summary_table(outcomes)
+    assert "two_peers           pass" in table and "peer_killed         FAIL" in table
+    assert f"evidence kept in {tmp_path / 'peer_killed'}" in table
