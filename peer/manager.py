@@ -21,6 +21,7 @@ from typing import Any
 
 from peer.connection import ConnectionSetupError, PeerConnection
 from peer.message_channel import ChannelConfig, MessageChannel
+from peer.protocol import check_identifier
 from peer.signaling_client import SignalingClient, SignalingUnavailable
 from peer.state import P2PConnectionState, wins_glare
 
@@ -114,9 +115,15 @@ class PeerConnectionManager:
             async with asyncio.timeout(timeout):
                 await link.connected.wait()
         except TimeoutError:
+            present = sorted(self.signaling.peers)
+            why = (
+                f"{link.attempts} attempts"
+                if remote_id in present
+                else f"it is not in the room; present: {present or 'nobody'}"
+            )
             raise ConnectionSetupError(
                 f"{self.local_id} could not connect to {remote_id} within {timeout:g}s "
-                f"(state {link.state}, {link.attempts} attempts)"
+                f"(state {link.state}, {why})"
             ) from None
 
     async def disconnect(self, remote_id: str, reason: str = "disconnect") -> None:
@@ -355,10 +362,11 @@ class PeerConnectionManager:
     # ---- bookkeeping ----
 
     def _link(self, remote_id: str) -> _Link:
-        if remote_id == self.local_id:
-            raise ValueError("a peer cannot connect to itself")
         link = self._links.get(remote_id)
         if link is None:
+            check_identifier("peer", remote_id)
+            if remote_id == self.local_id:
+                raise ValueError("a peer cannot connect to itself")
             channel = MessageChannel(
                 self.local_id,
                 remote_id,

@@ -201,6 +201,11 @@ no other field is allowed."""
 _OPTIONAL_FIELDS = tuple(ChannelMessage._field_defaults)
 
 
+def check_identifier(what: str, value: Any) -> str:
+    """Validate a peer, conversation or message id (the same syntax for all)."""
+    return _identifier(what, value)
+
+
 def check_fields(message_type: MessageType, fields: Mapping[str, Any]) -> dict[str, Any]:
     """Validate some fields of a message of this type (what an application supplies);
     returns them normalized (enums). The send path uses it to refuse bad input before a
