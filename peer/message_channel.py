@@ -29,6 +29,7 @@ from peer.protocol import (
     ReactionAction,
     TypingState,
     check_fields,
+    check_identifier,
     decode,
     encode,
 )
@@ -125,6 +126,7 @@ class MessageChannel:
 
     def send_typing(self, conversation: str, state: TypingState) -> ChannelMessage | None:
         """Send a typing indicator unless the throttle holds it; returns what was sent now."""
+        check_identifier("conversation", conversation)
         state = TypingState(state)
         if not self._throttle.offer(conversation, state, self._clock()):
             self._observe("typing_throttled", conversation=conversation, state=state.value)
@@ -172,14 +174,7 @@ class MessageChannel:
         channel.bufferedAmountLowThreshold = self.config.buffered_low
         channel.on("message", self._on_frame)
         channel.on("bufferedamountlow", self._drained.set)
-        for message in self._outbox.on_reconnect(now):
-            self._observe(
-                "retransmitted",
-                message=message,
-                reason="reconnect",
-                transmissions=self._outbox.transmissions(message.id),
-            )
-            self._transmit(message, checked=True)
+        self._retransmit(self._outbox.on_reconnect(now), "reconnect")
         self._timer = asyncio.get_running_loop().create_task(self._tick_forever())
 
     def detach(self) -> None:
@@ -228,6 +223,16 @@ class MessageChannel:
         self._observe("sent", message=message)
         self._transmit(message)
         return message
+
+    def _retransmit(self, messages: list[ChannelMessage], reason: str) -> None:
+        for message in messages:
+            self._observe(
+                "retransmitted",
+                message=message,
+                reason=reason,
+                transmissions=self._outbox.transmissions(message.id),
+            )
+            self._transmit(message, checked=True)
 
     def _ack(self, acked_ids: tuple[str, ...] | list[str], *, checked: bool) -> None:
         for start in range(0, len(acked_ids), MAX_ACKED_IDS):
@@ -327,14 +332,7 @@ class MessageChannel:
             await asyncio.sleep(max(0.005, wake - self._clock()))
 
     def _tick(self, now: float) -> None:
-        for message in self._outbox.due(now):
-            self._observe(
-                "retransmitted",
-                message=message,
-                reason="timeout",
-                transmissions=self._outbox.transmissions(message.id),
-            )
-            self._transmit(message, checked=True)
+        self._retransmit(self._outbox.due(now), "timeout")
         for conversation, state in self._throttle.due(now):
             self._send_typing_now(conversation, state)
         liveness = self._liveness
