@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,10 @@ BROKEN_AGENTS = {"no-acks": "scenarios.broken_agent"}
 
 
 async def _run(args: argparse.Namespace) -> int:
+    # SIGTERM (a CI job cancelled, `kill`) tears the stack down like Ctrl-C does: both
+    # cancel the run, and the lab's cleanup is shielded from the cancellation.
+    main_task = asyncio.current_task()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     names = list(PLANS) if args.scenario == "all" else [args.scenario]
     run_dir = new_run_dir(args.results)
     env = {"PEERLAB_PEER_MODULE": BROKEN_AGENTS[args.broken_agent]} if args.broken_agent else None
@@ -68,7 +73,11 @@ def main(argv: list[str] | None = None) -> None:
         for name, plan in PLANS.items():
             print(f"{name:<20} {' '.join(plan.__doc__.split())}")
         return
-    sys.exit(asyncio.run(_run(args)))
+    try:
+        sys.exit(asyncio.run(_run(args)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("interrupted: the stack was torn down", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,19 @@ async def run(lab: Lab) -> None:
             await asyncio.sleep(0.05)
 
     senders = [asyncio.create_task(chatter(s)) for s in survivors]
+    try:
+        await _kill_and_restart(lab, victim, survivors)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*senders)  # a sender's failure fails the scenario
+    finally:
+        for task in senders:
+            task.cancel()
+        await asyncio.gather(*senders, return_exceptions=True)
+    await lab.assert_delivered([(s, victim) for s in survivors], timeout=60)
+
+
+async def _kill_and_restart(lab: Lab, victim: str, survivors: list[str]) -> None:
     await asyncio.sleep(1.0)
     marks = {s: (await lab.agents[s].state())["last_event"] for s in survivors}
     killed_at = time.time()
@@ -52,8 +65,3 @@ async def run(lab: Lab) -> None:
     for survivor in survivors:
         await lab.agents[survivor].wait_state(victim, "connected", timeout=30)
         lab.progress(f"{survivor} ↔ {victim} reconnected")
-
-    await asyncio.sleep(1.0)
-    stop.set()
-    await asyncio.gather(*senders)
-    await lab.assert_delivered([(s, victim) for s in survivors], timeout=60)
