@@ -62,7 +62,6 @@ class PeerConnection:
             if relay_only
             else RTCIceTransportPolicy.ALL,
         )
-        self.relay_only = relay_only
         self.pc = RTCPeerConnection(configuration=config)
         self._gather_timeout = gather_timeout
         self._gathered = asyncio.Event()

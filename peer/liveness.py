@@ -30,6 +30,3 @@ class Liveness:
 
     def alive(self, now: float) -> bool:
         return now - self._last_received < self.timeout
-
-    def silent_for(self, now: float) -> float:
-        return now - self._last_received

@@ -309,9 +309,7 @@ class PeerConnectionManager:
         if alive:
             self._set_state(link, P2PConnectionState.CONNECTED)
             return
-        self._set_state(
-            link, P2PConnectionState.DISCONNECTED, silent_for=self.config.channel.heartbeat_timeout
-        )
+        self._set_state(link, P2PConnectionState.DISCONNECTED, reason="no heartbeat")
         link.failure_timer = asyncio.get_running_loop().call_later(
             self.config.failed_after,
             lambda: asyncio.ensure_future(self._fail(link, "no heartbeat", pc)),

@@ -7,6 +7,7 @@ expected and what was seen.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import aiohttp
@@ -51,9 +52,6 @@ class AgentClient:
     async def events(self, since: int = 0, **match: str) -> list[dict[str, Any]]:
         return (await self._call("GET", "/events", params={"since": since, **match}))["events"]
 
-    async def events_jsonl(self) -> str:
-        return await self._call("GET", "/events.jsonl", text=True)
-
     async def wait(
         self, kind: str, *, count: int = 1, since: int = 0, timeout: float = 10.0, **match: Any
     ) -> list[dict[str, Any]]:
@@ -85,7 +83,6 @@ class AgentClient:
         *,
         params: dict[str, Any] | None = None,
         wait: float = 0.0,
-        text: bool = False,
     ) -> Any:
         timeout = aiohttp.ClientTimeout(total=self._request_timeout + wait)
         what = f"{self.name}: {method} {path}"
@@ -97,7 +94,13 @@ class AgentClient:
                 timeout=timeout,
                 params={k: str(v) for k, v in (params or {}).items()},
             ) as response:
-                payload = await (response.text() if text else response.json())
+                text = await response.text()
+                try:
+                    payload = json.loads(text)
+                except ValueError:
+                    raise AgentError(
+                        f"{what} → {response.status}: not JSON: {text[:300]!r}"
+                    ) from None
                 if response.status != 200:
                     detail = payload.get("error", payload) if isinstance(payload, dict) else payload
                     raise AgentError(f"{what} → {response.status}: {detail}")
