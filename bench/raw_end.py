@@ -21,6 +21,7 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from bench.processes import Control, receive
 from bench.workload import Workload
+from peer.connection import enlarge_udp_receive_buffers
 from peer.message_channel import ChannelConfig
 
 BUFFERED_LOW = ChannelConfig().buffered_low
@@ -38,6 +39,7 @@ async def sender(control: Control, peer: Connection, workload: Workload) -> None
         channel.on("open", opened.set)
         started = time.perf_counter()
         await pc.setLocalDescription(await pc.createOffer())
+        enlarge_udp_receive_buffers(pc)  # as the agent does: compare messaging, not drops
         peer.send(pc.localDescription.sdp)
         await pc.setRemoteDescription(RTCSessionDescription(await receive(peer), "answer"))
         await opened.wait()
@@ -141,6 +143,7 @@ async def receiver(control: Control, peer: Connection, workload: Workload) -> No
     try:
         await pc.setRemoteDescription(RTCSessionDescription(await receive(peer), "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
+        enlarge_udp_receive_buffers(pc)
         peer.send(pc.localDescription.sdp)
         await done.wait()
         control.result({"last_received": last_received, "cpu_s": cpu})
