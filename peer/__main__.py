@@ -26,6 +26,8 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    # Defaults are the environment's strings: argparse converts them with each option's
+    # `type`, so a bad value in the environment gets the same clear error as on the CLI.
     p = argparse.ArgumentParser(
         prog="python -m peer",
         description=__doc__,
@@ -56,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--control-port",
         type=int,
-        default=int(_env("CONTROL_PORT", "8080")),
+        default=_env("CONTROL_PORT", "8080"),
         help="control API port, 0 for any [CONTROL_PORT]",
     )
     p.add_argument(
@@ -74,38 +76,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--retransmit-after",
         type=float,
-        default=float(_env("RETRANSMIT_AFTER", "1.0")),
+        default=_env("RETRANSMIT_AFTER", "1.0"),
         help="seconds before an unacked message is resent [RETRANSMIT_AFTER]",
     )
     p.add_argument(
         "--typing-window",
         type=float,
-        default=float(_env("TYPING_WINDOW", "3.0")),
+        default=_env("TYPING_WINDOW", "3.0"),
         help="at most one typing indicator per conversation per this many seconds [TYPING_WINDOW]",
     )
     p.add_argument(
         "--heartbeat-interval",
         type=float,
-        default=float(_env("HEARTBEAT_INTERVAL", "0.5")),
+        default=_env("HEARTBEAT_INTERVAL", "0.5"),
         help="heartbeat when idle this long [HEARTBEAT_INTERVAL]",
     )
     p.add_argument(
         "--heartbeat-timeout",
         type=float,
-        default=float(_env("HEARTBEAT_TIMEOUT", "2.5")),
+        default=_env("HEARTBEAT_TIMEOUT", "2.5"),
         help="report a link disconnected after this long without a frame; "
         "detection takes at most timeout + interval [HEARTBEAT_TIMEOUT]",
     )
     p.add_argument(
         "--failed-after",
         type=float,
-        default=float(_env("FAILED_AFTER", "5.0")),
+        default=_env("FAILED_AFTER", "5.0"),
         help="rebuild a disconnected link after this long [FAILED_AFTER]",
     )
     p.add_argument(
         "--connect-timeout",
         type=float,
-        default=float(_env("CONNECT_TIMEOUT", "15.0")),
+        default=_env("CONNECT_TIMEOUT", "15.0"),
         help="longest one connection attempt may take [CONNECT_TIMEOUT]",
     )
     args = p.parse_args(argv)
