@@ -6,7 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
 .PHONY: help venv demo test unit scenarios suite-check docker images lint format bench lock clean
@@ -21,7 +21,7 @@ help:
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
 	@echo "make lint | format | lock | clean"
 
-$(STAMP): requirements.lock requirements-dev.lock
+$(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else \
 		"PeerLab needs Python >= 3.11; set PYTHON=/path/to/python3.11")'
 	@echo "==> creating $(VENV) and installing pinned dependencies"

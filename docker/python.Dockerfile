@@ -51,6 +51,8 @@ ENV PYTHONPATH=/app
 COPY pyproject.toml /app/
 COPY signaling/ /app/signaling/
 COPY peer/ /app/peer/
+# The network lab's NAT router (peerlab/router:dev adds its system tools on top).
+COPY router/ /app/router/
 # The harness too: the deliberately broken agent (scenarios/broken_agent.py) runs from it.
 COPY scenarios/ /app/scenarios/
 

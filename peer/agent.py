@@ -94,9 +94,14 @@ class Agent:
         self.stopped.set()
 
     async def connect(
-        self, remote_id: str, *, relay_only: bool | None = None, timeout: float | None = None
+        self,
+        remote_id: str,
+        *,
+        relay_only: bool | None = None,
+        turn: bool | None = None,
+        timeout: float | None = None,
     ) -> None:
-        await self.manager.connect(remote_id, relay_only=relay_only, timeout=timeout)
+        await self.manager.connect(remote_id, relay_only=relay_only, turn=turn, timeout=timeout)
 
     def send(
         self, remote_id: str, message_type: MessageType, **fields: Any

@@ -52,18 +52,39 @@ class IceServer:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class IceOptions:
+    """Which candidates one link may use: `relay_only` forces TURN relays; `turn=False`
+    leaves the TURN servers out (STUN only), as an app without a TURN service would."""
+
+    relay_only: bool = False
+    turn: bool = True
+
+    def __post_init__(self) -> None:
+        if self.relay_only and not self.turn:
+            raise ValueError("relay_only needs TURN: relay_only=true with turn=false")
+
+    def servers(self, ice_servers: Sequence[IceServer]) -> list[RTCIceServer]:
+        chosen = []
+        for server in ice_servers:
+            urls = [u for u in server.urls if self.turn or not u.startswith(("turn:", "turns:"))]
+            if urls:
+                chosen.append(RTCIceServer(urls, server.username, server.credential))
+        return chosen
+
+
 class PeerConnection:
     def __init__(
         self,
         ice_servers: Sequence[IceServer] = (),
         *,
-        relay_only: bool = False,
+        ice: IceOptions = IceOptions(),
         gather_timeout: float = 10.0,
     ):
         config = RTCConfiguration(
-            iceServers=[RTCIceServer(list(s.urls), s.username, s.credential) for s in ice_servers],
+            iceServers=ice.servers(ice_servers),
             iceTransportPolicy=RTCIceTransportPolicy.RELAY
-            if relay_only
+            if ice.relay_only
             else RTCIceTransportPolicy.ALL,
         )
         self.pc = RTCPeerConnection(configuration=config)

@@ -57,6 +57,7 @@ class ControlServer:
                 web.get("/healthz", self.healthz),
                 web.get("/state", self.state),
                 web.post("/connect", self.connect),
+                web.post("/link-options", self.link_options),
                 web.post("/send", self.send),
                 web.get("/events", self.events),
                 web.get("/events.jsonl", self.events_jsonl),
@@ -114,9 +115,24 @@ class ControlServer:
     async def connect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         remote = _field(body, "peer", str)
-        relay_only = _field(body, "relay_only", bool, None)
-        await self.agent.connect(remote, relay_only=relay_only, timeout=_timeout(body, 30.0))
+        await self.agent.connect(
+            remote,
+            relay_only=_field(body, "relay_only", bool, None),
+            turn=_field(body, "turn", bool, None),
+            timeout=_timeout(body, 30.0),
+        )
         return web.json_response(self.agent.state()["links"][remote])
+
+    async def link_options(self, request: web.Request) -> web.Response:
+        body = await self._body(request)
+        remote = _field(body, "peer", str)
+        # Set on both ends before either connects: the answering end applies its own.
+        ice = self.agent.manager.set_ice_options(
+            remote,
+            relay_only=_field(body, "relay_only", bool, None),
+            turn=_field(body, "turn", bool, None),
+        )
+        return web.json_response({"peer": remote, "relay_only": ice.relay_only, "turn": ice.turn})
 
     async def send(self, request: web.Request) -> web.Response:
         body = await self._body(request)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.connection import ConnectionSetupError, PeerConnection
+from peer.connection import ConnectionSetupError, IceOptions, PeerConnection
 from peer.message_channel import ChannelConfig, MessageChannel
 from peer.protocol import check_identifier
 from peer.signaling_client import SignalingClient, SignalingUnavailable
@@ -47,7 +47,7 @@ class _Link:
     channel: MessageChannel
     state: P2PConnectionState = P2PConnectionState.NEW
     wanted: bool = False
-    relay_only: bool = False
+    ice: IceOptions = field(default_factory=IceOptions)
     pc: PeerConnection | None = None
     session: str | None = None
     offering: bool = False
@@ -100,14 +100,30 @@ class PeerConnectionManager:
         link = self._links.get(remote_id)
         return link.pc.selected_candidate_pair() if link and link.pc else None
 
+    def set_ice_options(
+        self, remote_id: str, *, relay_only: bool | None = None, turn: bool | None = None
+    ) -> IceOptions:
+        """Change which candidates the link to `remote_id` uses from its next connection on
+        (offered or answered); None keeps a setting. Raises ValueError for a bad mix."""
+        link = self._link(remote_id)
+        link.ice = IceOptions(
+            link.ice.relay_only if relay_only is None else relay_only,
+            link.ice.turn if turn is None else turn,
+        )
+        return link.ice
+
     async def connect(
-        self, remote_id: str, *, relay_only: bool | None = None, timeout: float | None = None
+        self,
+        remote_id: str,
+        *,
+        relay_only: bool | None = None,
+        turn: bool | None = None,
+        timeout: float | None = None,
     ) -> None:
         """Connect to `remote_id` and keep the link up; returns once it is connected."""
+        self.set_ice_options(remote_id, relay_only=relay_only, turn=turn)
         link = self._link(remote_id)
         link.wanted = True
-        if relay_only is not None:
-            link.relay_only = relay_only
         if link.state is not P2PConnectionState.CONNECTED and link.task is None:
             self._start_offering(link)
         timeout = timeout or self.config.connect_timeout * 2
@@ -188,7 +204,7 @@ class PeerConnectionManager:
         self._set_state(link, P2PConnectionState.CONNECTING)
         pc = PeerConnection(
             self.signaling.ice_servers,
-            relay_only=link.relay_only,
+            ice=link.ice,
             gather_timeout=self.config.gather_timeout,
         )
         link.pc, link.session = pc, session
@@ -251,7 +267,7 @@ class PeerConnectionManager:
         session = uuid.uuid4().hex
         pc = PeerConnection(
             self.signaling.ice_servers,
-            relay_only=link.relay_only,
+            ice=link.ice,
             gather_timeout=self.config.gather_timeout,
         )
         link.pc, link.session, link.offering = pc, session, True
@@ -373,7 +389,7 @@ class PeerConnectionManager:
                 observer=lambda kind, **f: self._observe(kind, peer=remote_id, **f),
             )
             link = self._links[remote_id] = _Link(
-                remote_id, channel, relay_only=self.config.relay_only
+                remote_id, channel, ice=IceOptions(relay_only=self.config.relay_only)
             )
         return link
 

@@ -13,6 +13,11 @@ from typing import Any
 import aiohttp
 
 
+def _ice(relay_only: bool | None, turn: bool | None) -> dict[str, bool]:
+    options = {"relay_only": relay_only, "turn": turn}
+    return {k: v for k, v in options.items() if v is not None}
+
+
 class AgentError(AssertionError):
     """A control API request failed or a wait timed out."""
 
@@ -37,12 +42,20 @@ class AgentClient:
         return await self._call("GET", "/state")
 
     async def connect(
-        self, peer: str, *, relay_only: bool | None = None, timeout: float = 30.0
+        self,
+        peer: str,
+        *,
+        relay_only: bool | None = None,
+        turn: bool | None = None,
+        timeout: float = 30.0,
     ) -> dict[str, Any]:
-        body: dict[str, Any] = {"peer": peer, "timeout": timeout}
-        if relay_only is not None:
-            body["relay_only"] = relay_only
+        body: dict[str, Any] = {"peer": peer, "timeout": timeout, **_ice(relay_only, turn)}
         return await self._call("POST", "/connect", body, wait=timeout)
+
+    async def link_options(
+        self, peer: str, *, relay_only: bool | None = None, turn: bool | None = None
+    ) -> dict[str, Any]:
+        return await self._call("POST", "/link-options", {"peer": peer, **_ice(relay_only, turn)})
 
     async def send(self, peer: str, type: str, **fields: Any) -> dict[str, Any] | None:
         """Send one message; returns it in wire form, or None when typing was held back."""

@@ -2,6 +2,7 @@
 
     peerlab list
     peerlab run <scenario>|all [--peers N] [--seed N] [--keep] [--junit PATH]
+    peerlab matrix nat [--seed N] [--junit PATH]
 
 Live progress goes to stderr; a summary table ends the run. The exit status is 0 only if
 every scenario passed. Build the images first (`make images`).
@@ -18,7 +19,10 @@ from pathlib import Path
 from scenarios.plans import PLANS
 from scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
 
-BROKEN_AGENTS = {"no-acks": "scenarios.broken_agent"}
+BROKEN_AGENTS = {
+    "no-acks": "scenarios.broken_agent",
+    "double-delivery": "scenarios.broken_agent_double_delivery",
+}
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -26,7 +30,10 @@ async def _run(args: argparse.Namespace) -> int:
     # cancel the run, and the lab's cleanup is shielded from the cancellation.
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    names = list(PLANS) if args.scenario == "all" else [args.scenario]
+    if args.command == "matrix":
+        names = ["nat_matrix"]
+    else:
+        names = list(PLANS) if args.scenario == "all" else [args.scenario]
     run_dir = new_run_dir(args.results)
     env = {"PEERLAB_PEER_MODULE": BROKEN_AGENTS[args.broken_agent]} if args.broken_agent else None
     outcomes = []
@@ -34,6 +41,9 @@ async def _run(args: argparse.Namespace) -> int:
         outcome = await run_scenario(
             name, run_dir, peers=args.peers, seed=args.seed, keep=args.keep, env=env
         )
+        if args.command == "matrix" and outcome.folder is not None:
+            table = outcome.folder / "nat_matrix.md"
+            print(table.read_text() if table.exists() else "(no table: the stack did not start)")
         outcomes.append(outcome)
         print(
             f"{name}: {'pass' if outcome.passed else 'FAIL'} ({outcome.seconds:.1f}s)"
@@ -57,17 +67,24 @@ def main(argv: list[str] | None = None) -> None:
     run = commands.add_parser("run", help="run one scenario, or all")
     run.add_argument("scenario", choices=[*PLANS, "all"])
     run.add_argument("--peers", type=int, help="number of peers (at least what the plan needs)")
-    run.add_argument("--seed", type=int, default=1, help="seed of the workload's randomness")
     run.add_argument(
         "--keep", action="store_true", help="keep the results folder of passing scenarios too"
     )
-    run.add_argument("--junit", type=Path, help="where to write the JUnit XML report")
-    run.add_argument("--results", type=Path, help="results root (default: ./results)")
     run.add_argument(
         "--broken-agent",
         choices=sorted(BROKEN_AGENTS),
         help="run a deliberately broken agent, to see the suite catch it",
     )
+    matrix = commands.add_parser(
+        "matrix",
+        help="measure which NAT pairs connect, and how, next to the theory (markdown)",
+    )
+    matrix.add_argument("kind", choices=["nat"])
+    matrix.set_defaults(peers=None, keep=True, broken_agent=None)
+    for command in (run, matrix):
+        command.add_argument("--seed", type=int, default=1, help="seed of all randomness")
+        command.add_argument("--junit", type=Path, help="where to write the JUnit XML report")
+        command.add_argument("--results", type=Path, help="results root (default: ./results)")
     args = parser.parse_args(argv)
     if args.command == "list":
         for name, plan in PLANS.items():

@@ -13,11 +13,12 @@ every container, network and volume of its Compose project.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,10 @@ import aiohttp
 
 from scenarios.agent_client import AgentClient, AgentError
 from scenarios.checks import DeliveryReport, assert_delivered, delivery_report
+from scenarios.faults import Faults
+from scenarios.history import History
+from scenarios.nat_check import verify_nats
+from scenarios.router_client import RouterClient, RouterError
 from scenarios.stack import (
     CONTROL_PORT,
     INFRA_SERVICES,
@@ -34,6 +39,8 @@ from scenarios.stack import (
     Stack,
     peer_names,
 )
+from scenarios.subnets import pick_prefix
+from scenarios.topology import ROUTER_CONTROL_PORT, parse_topology
 from scenarios.toxiproxy import Toxiproxy
 
 
@@ -66,14 +73,23 @@ class Lab:
         seed: int,
         project: str,
         env: dict[str, str] | None = None,
+        topology: Mapping[str, Any] | None = None,
     ):
         self.scenario = scenario
         self.run_dir = run_dir
         self.peers = peer_names(peers)
         self.random = random.Random(seed)
         self.seed = seed
-        self.stack = Stack(project, run_dir, peers, env)
+        # Checked before anything starts: a bad topology costs no container.
+        self.topology = parse_topology(topology, self.peers)
         self.containers = Containers(project)
+        prefix = pick_prefix(self.containers.used_networks(), random.Random())
+        self.stack = Stack(
+            project, run_dir, peers, env, prefix=prefix, topology=self.topology, seed=seed
+        )
+        self.routers: dict[str, RouterClient] = {}
+        self.history = History(run_dir / "history.jsonl")
+        self.faults = Faults(self)
         self.progress = Progress(scenario)
         self.counters = Counters()
         self.agents: dict[str, AgentClient] = {}
@@ -89,11 +105,12 @@ class Lab:
         peers: int,
         seed: int,
         env: dict[str, str] | None = None,
+        topology: Mapping[str, Any] | None = None,
     ) -> Lab:
         """A lab whose Compose project name is unique to this run and scenario."""
         project = f"peerlab-{run_dir.parent.name}-{run_dir.name}".lower().replace("_", "-")
         run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(scenario, run_dir, peers, seed, project, env)
+        return cls(scenario, run_dir, peers, seed, project, env, topology)
 
     async def __aenter__(self) -> Lab:
         self._session = aiohttp.ClientSession()
@@ -102,6 +119,8 @@ class Lab:
             self.toxiproxy = Toxiproxy(
                 f"http://{await self.stack.port('toxiproxy', TOXIPROXY_PORT)}", self._session
             )
+            if self.topology.lans:
+                await self._prove_nats()
         except BaseException:
             await self._teardown()
             raise
@@ -114,14 +133,33 @@ class Lab:
     # ---- stack ----
 
     async def start(self, peers: Sequence[str]) -> None:
-        """Bring up the infrastructure (once) and these peers; wait until all are healthy."""
+        """Bring up the infrastructure and routers (once) and these peers; wait until all
+        are healthy."""
         self.progress(f"starting {', '.join(peers)} (compose project {self.stack.project})")
         started = time.monotonic()
-        await self.stack.up([*INFRA_SERVICES, *peers])
+        await self.stack.up([*INFRA_SERVICES, *self.topology.routers, *peers])
         for name in peers:
-            url = f"http://{await self.stack.port(name, CONTROL_PORT)}"
-            self.agents[name] = AgentClient(name, url, self._session)
+            await self.refresh_agent(name)
+        for lan in self.topology.lans:
+            if lan.name not in self.routers:
+                url = f"http://{await self.stack.port(lan.router, ROUTER_CONTROL_PORT)}"
+                self.routers[lan.name] = RouterClient(lan.router, url, self._session)
         self.progress(f"stack healthy in {time.monotonic() - started:.1f}s")
+
+    async def _prove_nats(self) -> None:
+        started = time.monotonic()
+        self.history.record("nemesis", "invoke", "nat-check", self.topology.placement)
+        lines = await verify_nats(self.containers, self.topology, self.stack.prefix)
+        self.history.record("nemesis", "ok", "nat-check", lines)
+        for line in lines:
+            self.progress(f"proof: {line}")
+        self.progress(f"NAT types proven in {time.monotonic() - started:.1f}s")
+
+    async def refresh_agent(self, name: str) -> None:
+        """Find the agent's control API again (its published port changes when its
+        container restarts or changes network)."""
+        url = f"http://{await self.stack.port(name, CONTROL_PORT)}"
+        self.agents[name] = AgentClient(name, url, self._session)
 
     async def wait_registered(self, peer: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -195,6 +233,32 @@ class Lab:
                 await asyncio.sleep(pause)
         return sent
 
+    @contextlib.asynccontextmanager
+    async def keep_sending(
+        self, pairs: Sequence[tuple[str, str]], conversation: str, interval: float = 0.1
+    ) -> AsyncIterator[None]:
+        """Each (sender, receiver) sends a text every `interval` while the block runs; a
+        sender's failure fails the scenario when the block ends."""
+        stop = asyncio.Event()
+
+        async def chatter(a: str, b: str) -> None:
+            i = 0
+            while not stop.is_set():
+                await self.send(a, b, "text", conversation=conversation, body=f"{a}→{b} #{i}")
+                i += 1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+
+        tasks = [asyncio.create_task(chatter(a, b)) for a, b in pairs]
+        try:
+            yield
+            stop.set()
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     # ---- checking ----
 
     async def wait_all_acked(self, pairs: Sequence[tuple[str, str]], timeout: float = 30.0) -> None:
@@ -244,7 +308,7 @@ class Lab:
     async def _collect(self) -> None:
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in [*INFRA_SERVICES, *self.agents]:
+        for service in [*INFRA_SERVICES, *self.topology.routers, *self.agents]:
             (logs / f"{service}.log").write_text(await self.stack.logs(service))
         states = {}
         for name, agent in self.agents.items():
@@ -258,6 +322,14 @@ class Lab:
         except Exception as exc:  # evidence collection must not mask the real failure
             proxies = {"error": str(exc)}
         (self.run_dir / "toxiproxy.json").write_text(json.dumps(proxies, indent=2))
+        routers = {}
+        for name, router in self.routers.items():
+            try:
+                routers[name] = await router.state()
+            except RouterError as exc:
+                routers[name] = {"error": str(exc)}
+        if routers:
+            (self.run_dir / "routers.json").write_text(json.dumps(routers, indent=2))
 
     async def _teardown(self) -> None:
         try:

@@ -48,7 +48,11 @@ async def run_scenario(
     peers = max(peers or plan.PEERS, plan.PEERS)
     folder = run_dir / name
     started = time.monotonic()
-    lab = Lab.open(name, folder, peers=peers, seed=seed, env=env)
+    # A plan's own agent settings (ENV), under the caller's.
+    env = {**getattr(plan, "ENV", {}), **(env or {})}
+    lab = Lab.open(
+        name, folder, peers=peers, seed=seed, env=env, topology=getattr(plan, "TOPOLOGY", None)
+    )
     error = details = ""
     try:
         async with lab:

@@ -9,12 +9,16 @@ Each run gets its own project name, so runs never touch each other's containers,
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import docker
 from docker.models.containers import Container
+
+from scenarios.subnets import used_networks
+from scenarios.topology import Topology, compose_override
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 INFRA_SERVICES = ("signaling", "stun", "toxiproxy")
@@ -45,17 +49,38 @@ def extra_peers_override(count: int) -> str:
 
 
 class Stack:
-    def __init__(self, project: str, run_dir: Path, peers: int, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        project: str,
+        run_dir: Path,
+        peers: int,
+        env: dict[str, str] | None = None,
+        *,
+        prefix: str,
+        topology: Topology,
+        seed: int,
+    ):
         self.project = project
         self.run_dir = run_dir
         self.peers = peer_names(peers)
+        self.prefix = prefix
+        self.topology = topology
         self.events_dir = run_dir / "events"
         self.files = [REPO_ROOT / "compose.yaml"]
         if peers > BUILTIN_PEERS:
             override = run_dir / "compose.peers.yaml"
             override.write_text(extra_peers_override(peers))
             self.files.append(override)
-        self.env = {**os.environ, "PEERLAB_EVENTS_DIR": str(self.events_dir), **(env or {})}
+        if topology.lans:
+            override = run_dir / "compose.network.yaml"
+            override.write_text(compose_override(topology, prefix, seed))
+            self.files.append(override)
+        self.env = {
+            **os.environ,
+            "PEERLAB_EVENTS_DIR": str(self.events_dir),
+            "PEERLAB_NET": prefix,
+            **(env or {}),
+        }
 
     async def up(self, services: Sequence[str], timeout: float = 120.0) -> None:
         """Start services and wait until their health checks pass."""
@@ -163,9 +188,38 @@ class Containers:
         net = self._client.networks.get(self.network(network))
         await asyncio.to_thread(net.disconnect, self.container(service), force=True)
 
-    async def connect(self, service: str, network: str = "lab") -> None:
+    async def connect(
+        self, service: str, network: str = "lab", *, ipv4_address: str | None = None
+    ) -> None:
         net = self._client.networks.get(self.network(network))
-        await asyncio.to_thread(net.connect, self.container(service), aliases=[service])
+        await asyncio.to_thread(
+            net.connect, self.container(service), aliases=[service], ipv4_address=ipv4_address
+        )
+
+    async def exec(self, service: str, command: list[str]) -> str:
+        """Run a command in a service's container; its output, or StackError if it failed."""
+
+        def run() -> tuple[int, bytes]:
+            result = self.container(service).exec_run(command)
+            return result.exit_code, result.output
+
+        code, output = await asyncio.to_thread(run)
+        text = output.decode(errors="replace")
+        if code != 0:
+            raise StackError(f"{service}: `{' '.join(command)}` failed ({code}): {text[-500:]}")
+        return text
+
+    async def address(self, service: str, network: str = "lab") -> str:
+        """The service container's IPv4 address on one of the project's networks."""
+        container = await asyncio.to_thread(self.container, service)
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        try:
+            return networks[self.network(network)]["IPAddress"]
+        except KeyError:
+            raise StackError(f"{service} is not on network {network!r}") from None
+
+    def used_networks(self) -> list[ipaddress.IPv4Network]:
+        return used_networks(self._client)
 
     def leftovers(self) -> list[str]:
         """Containers, networks and volumes of this project still present (should be none)."""

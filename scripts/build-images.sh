@@ -7,6 +7,8 @@
 #   peerlab/base:bookworm    Debian bookworm base (offline: debootstrap + docker import;
 #                            online: debian:bookworm-slim retagged)
 #   peerlab/python:dev       peer agent and signaling server (docker/python.Dockerfile)
+#   peerlab/router:dev       NAT router of the network lab, FROM peerlab/python:dev
+#                            (docker/router.Dockerfile)
 #   peerlab/coturn:dev       coturn STUN/TURN server         (docker/coturn.Dockerfile)
 #   peerlab/toxiproxy:dev    Toxiproxy (online: official image retagged; offline:
 #                            built with the host's Go, docker/toxiproxy.Dockerfile)
@@ -37,6 +39,7 @@ cd "$REPO_ROOT"
 
 BASE_TAG=peerlab/base:bookworm
 PYTHON_TAG=peerlab/python:dev
+ROUTER_TAG=peerlab/router:dev
 COTURN_TAG=peerlab/coturn:dev
 TOXIPROXY_TAG=peerlab/toxiproxy:dev
 PYTHON_BASE_IMAGE=${PYTHON_BASE_IMAGE:-python:3.11-slim-bookworm}
@@ -244,12 +247,20 @@ build_python() {
     cp pyproject.toml "$ctx/"
     cp -r "$CA_DIR" "$ctx/docker/"
     local d
-    for d in peer signaling scenarios; do
+    for d in peer signaling scenarios router; do
         [[ -d $d ]] && tar -c --exclude=__pycache__ --exclude='*.pyc' "$d" | tar -x -C "$ctx"
     done
     docker_build -f docker/python.Dockerfile --build-arg "BASE_IMAGE=$base" -t "$PYTHON_TAG" "$ctx" \
         || { rm -rf "$ctx"; return 1; }
     rm -rf "$ctx"
+}
+
+# The router image builds on the Python image just built (its code is already in /app);
+# its NetfilterQueue wheel is compiled in a stage FROM the Debian base ($1), which stays
+# cached when only the code changes.
+build_router() {
+    docker_build -f docker/router.Dockerfile --build-arg "BASE_IMAGE=$1" \
+        --build-arg "PYTHON_IMAGE=$PYTHON_TAG" -t "$ROUTER_TAG" docker
 }
 
 build_coturn() {
@@ -324,6 +335,7 @@ main() {
 
     sync_host_cas
     step "docker build $PYTHON_TAG (from $python_base)" build_python "$python_base"
+    step "docker build $ROUTER_TAG (from $PYTHON_TAG)" build_router "$debian_base"
     step "docker build $COTURN_TAG (from $debian_base)" build_coturn "$debian_base"
     if [[ $mode == online ]] && docker pull -q "$TOXIPROXY_IMAGE" >/dev/null 2>&1; then
         docker tag "$TOXIPROXY_IMAGE" "$TOXIPROXY_TAG"

@@ -158,3 +158,16 @@ async def test_connect_to_an_invalid_or_absent_peer_says_why(api):
     assert "'peer' must be a string of 1-64 characters" in bad["error"]
     absent = await _post(session, f"{alice}/connect", {"peer": "zed", "timeout": 0.5}, status=504)
     assert "it is not in the room; present: ['bob']" in absent["error"]
+
+
+async def test_link_options_set_the_ice_policy_and_refuse_relay_without_turn(api):
+    session, alice, _ = api
+    options = await _post(session, f"{alice}/link-options", {"peer": "bob", "turn": False})
+    assert options == {"peer": "bob", "relay_only": False, "turn": False}
+    error = await _post(
+        session, f"{alice}/link-options", {"peer": "bob", "relay_only": True}, status=400
+    )
+    assert error["error"] == "relay_only needs TURN: relay_only=true with turn=false"
+    # The refused change left the link as it was.
+    options = await _post(session, f"{alice}/link-options", {"peer": "bob"})
+    assert options == {"peer": "bob", "relay_only": False, "turn": False}

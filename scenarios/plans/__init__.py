@@ -1,13 +1,21 @@
 """The scenario scripts. Each module has a docstring (what it proves), `PEERS` (the fewest
-peers it needs) and `async def run(lab)`; `PLANS` lists them in the order `all` runs."""
+peers it needs), optionally `TOPOLOGY` (where each peer sits: docs/stack.md) and
+`async def run(lab)`; `PLANS` lists them in the order `all` runs."""
 
 from __future__ import annotations
 
 from types import ModuleType
 
 from scenarios.plans import (
+    cellular_trace,
+    corporate_firewall,
     degraded_signaling,
     full_mesh,
+    lossy_data_path,
+    nat_matrix,
+    nat_rebinding,
+    network_handover,
+    partition_heal,
     peer_killed,
     signaling_outage,
     turn_tcp_relay,
@@ -21,4 +29,11 @@ PLANS: dict[str, ModuleType] = {
     "turn_tcp_relay": turn_tcp_relay,
     "signaling_outage": signaling_outage,
     "peer_killed": peer_killed,
+    "nat_matrix": nat_matrix,
+    "lossy_data_path": lossy_data_path,
+    "partition_heal": partition_heal,
+    "network_handover": network_handover,
+    "nat_rebinding": nat_rebinding,
+    "corporate_firewall": corporate_firewall,
+    "cellular_trace": cellular_trace,
 }

@@ -1,0 +1,133 @@
+"""What a link fault should do to a STUN round trip, and whether a measurement shows it.
+
+Pure: from the faults asked for on a peer's up and down links, `expected_effect` derives
+the change a round trip through both links should show (added delay, loss, duplicates,
+reordering); `judge` compares it with probes taken before and after, and returns the
+proof line, or raises `FaultNotApplied` saying what was asked and what was measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from scenarios.probe import ProbeResult
+
+UNTOUCHED_RTT_MS = 15.0
+"""A peer whose STUN round trip grew less than this (p50) counts as untouched..."""
+UNTOUCHED_LOSS = 0.10
+"""...and one that lost at most this share of its probes."""
+
+
+class FaultNotApplied(AssertionError):
+    """A fault was asked for and the measured path does not show it (or shows it where
+    it should not be)."""
+
+
+@dataclass(frozen=True)
+class Effect:
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+
+    def describe(self) -> str:
+        parts = []
+        if self.delay_ms:
+            parts.append(f"+{self.delay_ms:g} ms ± {self.jitter_ms:g}")
+        if self.loss:
+            parts.append(f"{self.loss:.0%} round-trip loss")
+        if self.duplicate:
+            parts.append(f"{self.duplicate:.0%} duplicates")
+        if self.reorder:
+            parts.append(f"{self.reorder:.0%} reordered")
+        return ", ".join(parts) or "no measurable change"
+
+
+def link_loss(faults: Mapping[str, Any]) -> float:
+    """Long-run share of packets one link drops: random loss, then Gilbert-Elliott."""
+    keep = 1.0 - faults.get("loss", 0.0)
+    ge = faults.get("gilbert_elliott")
+    if ge:
+        p, r = ge["p"], ge["r"]
+        bad = p / (p + r) if p + r else 0.0
+        ge_loss = bad * ge.get("loss_bad", 1.0) + (1 - bad) * ge.get("loss_good", 0.0)
+        keep *= 1.0 - ge_loss
+    return 1.0 - keep
+
+
+def expected_effect(up: Mapping[str, Any], down: Mapping[str, Any]) -> Effect:
+    """What a request crossing `up` and its answer crossing `down` should show."""
+    keep = (1 - link_loss(up)) * (1 - link_loss(down))
+    copies = (1 + up.get("duplicate", 0.0)) * (1 + down.get("duplicate", 0.0))
+    return Effect(
+        delay_ms=up.get("delay_ms", 0.0) + down.get("delay_ms", 0.0),
+        jitter_ms=up.get("jitter_ms", 0.0) + down.get("jitter_ms", 0.0),
+        loss=1 - keep,
+        duplicate=copies - 1,
+        reorder=1 - (1 - up.get("reorder", 0.0)) * (1 - down.get("reorder", 0.0)),
+    )
+
+
+def _share_tolerance(p: float, n: int) -> float:
+    """Four standard deviations of a binomial share, plus a little for the model."""
+    return 4 * math.sqrt(max(p * (1 - p), 0.01) / max(n, 1)) + 0.03
+
+
+def judge(what: str, asked: Effect, before: ProbeResult, after: ProbeResult) -> str:
+    """The proof line for `what` (e.g. "peer1's links"), or FaultNotApplied."""
+    problems, seen = [], []
+    if asked.delay_ms:
+        if after.rtt_p50 is None or before.rtt_p50 is None:
+            problems.append("no round trip measured")
+        else:
+            added = after.rtt_p50 - before.rtt_p50
+            tolerance = max(10.0, 0.15 * asked.delay_ms) + asked.jitter_ms
+            seen.append(
+                f"STUN p50 {before.rtt_p50:.1f} → {after.rtt_p50:.1f} ms ({added:+.1f}, "
+                f"expected +{asked.delay_ms:g} ± {tolerance:g})"
+            )
+            if abs(added - asked.delay_ms) > tolerance:
+                problems.append(f"measured {added:+.1f} ms")
+    if asked.loss:
+        tolerance = _share_tolerance(asked.loss, after.sent)
+        seen.append(
+            f"lost {after.lost}/{after.sent} = {after.loss:.1%} "
+            f"(expected {asked.loss:.1%} ± {tolerance:.1%})"
+        )
+        if abs(after.loss - asked.loss) > tolerance:
+            problems.append(f"measured {after.loss:.1%} loss")
+    if asked.duplicate:
+        share = after.duplicates / after.received if after.received else 0.0
+        tolerance = _share_tolerance(asked.duplicate, after.received)
+        seen.append(
+            f"{after.duplicates} duplicates over {after.received} answers = {share:.1%} "
+            f"(expected {asked.duplicate:.1%} ± {tolerance:.1%})"
+        )
+        if abs(share - asked.duplicate) > tolerance:
+            problems.append(f"measured {share:.1%} duplicates")
+    if asked.reorder:
+        seen.append(f"{after.reordered} of {after.received} answers out of order")
+        if after.reordered == 0 and asked.reorder * after.received >= 5:
+            problems.append("nothing out of order")
+    if problems:
+        raise FaultNotApplied(
+            f"{what}: asked for {asked.describe()}, but {'; '.join(problems)} ({'; '.join(seen)})"
+        )
+    return f"{what}: {asked.describe()} took effect — {'; '.join(seen)}"
+
+
+def judge_untouched(peer: str, baseline: ProbeResult, now: ProbeResult, cause: str) -> str:
+    """Proof that a fault elsewhere left `peer`'s path alone."""
+    if now.rtt_p50 is None or baseline.rtt_p50 is None:
+        raise FaultNotApplied(f"{cause} touched {peer}: its STUN probe got no answer")
+    added = now.rtt_p50 - baseline.rtt_p50
+    if added > UNTOUCHED_RTT_MS or now.loss > UNTOUCHED_LOSS:
+        raise FaultNotApplied(
+            f"{cause} touched {peer}, which it should not: STUN p50 {baseline.rtt_p50:.1f} → "
+            f"{now.rtt_p50:.1f} ms, lost {now.lost}/{now.sent}"
+        )
+    return f"{peer} untouched ({added:+.1f} ms, lost {now.lost}/{now.sent})"

@@ -1,0 +1,359 @@
+"""`Faults`: one vocabulary for every fault a scenario can inject, whatever applies it —
+a peer's NAT router (the UDP data path: shaping, partitions, rebinding, moving LANs) or
+Toxiproxy (the TCP paths: signaling and TURN over TCP).
+
+    shaped = await lab.faults.shape("peer1", direction="both", delay_ms=100, jitter_ms=10)
+    cut = await lab.faults.partition("peer1", "peer2")
+    await lab.faults.clear(cut)
+
+Every fault is checked before anything is touched (FaultError names the setting and
+why), recorded in the run's history with the backend that applied it, and proven: the
+lab measures the affected path and fails fast when the effect is missing, and checks that
+peers the fault should not touch are untouched. The proof lines go to the progress
+output and into the history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from router.shaper import LinkFaults
+from scenarios.fault_proof import FaultNotApplied, expected_effect, judge, judge_untouched
+from scenarios.probe import ProbeResult, stun_probe
+from scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
+
+if TYPE_CHECKING:
+    from scenarios.lab import Lab
+
+DIRECTIONS = ("up", "down", "both")
+TOXIPROXY_TARGETS = {"signaling": "signaling", "turn_tcp": "turn_tcp"}
+"""Toxiproxy proxies a scenario can degrade (docker/toxiproxy.json)."""
+TCP_FIELDS = {"delay_ms", "jitter_ms", "rate_kbit"}
+"""What Toxiproxy can do to a TCP stream: latency (with jitter) and bandwidth."""
+PROOF_PROBES = 200
+PROOF_INTERVAL = 0.005
+
+
+class FaultError(ValueError):
+    """A fault that cannot be applied; raised before anything is touched."""
+
+
+@dataclass(eq=False)
+class Fault:
+    """One active fault; `await lab.faults.clear(fault)` ends it."""
+
+    kind: str
+    target: str
+    value: dict[str, Any]
+    backend: str = ""
+    proof: str = ""
+    _undo: list[Callable[[], Awaitable[Any]]] = field(default_factory=list, repr=False)
+
+
+class Faults:
+    def __init__(self, lab: Lab):
+        self._lab = lab
+        self._baseline: dict[str, ProbeResult] = {}
+        self._active: list[Fault] = []
+        self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
+        """peer → direction → the link faults now on its router."""
+
+    # ---- shaping ----
+
+    async def shape(self, target: str, direction: str = "both", **faults: Any) -> Fault:
+        """Degrade a peer's access link (its router; `up` is from the peer) or a Toxiproxy
+        proxy (`up` is client → server)."""
+        if direction not in DIRECTIONS:
+            raise FaultError(f"direction {direction!r}: expected one of {list(DIRECTIONS)}")
+        if target in TOXIPROXY_TARGETS:
+            return await self._shape_proxy(target, direction, faults)
+        lan = self._router_lan(target, "shape")
+        try:
+            LinkFaults.from_json(faults)
+        except ValueError as exc:
+            raise FaultError(f"shape {target}: {exc}") from None
+        directions = ["up", "down"] if direction == "both" else [direction]
+        fault = Fault("shape", target, {"direction": direction, **faults})
+        before = await self._baseline_of(target)
+        await self._invoke(fault)
+        router = self._lab.routers[lan.name]
+        links = self._shaped.setdefault(target, {"up": {}, "down": {}})
+        backends = set()
+        for d in directions:
+            answer = await router.set_faults(d, faults)
+            backends.add(answer.get("backend", "?"))
+            links[d] = dict(faults)
+            fault._undo.append(self._unshape(target, router, d))
+        fault.backend = "+".join(sorted(backends))
+        async with self._failing(fault):
+            after = await self._probe(target)
+            effect = expected_effect(links["up"], links["down"])
+            what = f"{target}'s {direction} link (router {lan.name})"
+            proof = judge(what, effect, before, after)
+            untouched = await self._untouched(fault, exclude=lan.peers)
+        fault.proof = f"{proof} [{fault.backend}]; {untouched}"
+        return await self._ok(fault)
+
+    def _unshape(self, peer: str, router: Any, direction: str) -> Callable[[], Awaitable[Any]]:
+        async def undo() -> None:
+            await router.clear_faults(direction)
+            self._shaped[peer][direction] = {}
+
+        return undo
+
+    async def _shape_proxy(self, proxy: str, direction: str, faults: dict[str, Any]) -> Fault:
+        unsupported = sorted(set(faults) - TCP_FIELDS)
+        if unsupported:
+            raise FaultError(
+                f"shape {proxy}: {unsupported} cannot be applied by Toxiproxy, which proxies "
+                f"TCP (it can do {sorted(TCP_FIELDS)}); UDP-path faults go on a peer's router"
+            )
+        if not faults:
+            raise FaultError(f"shape {proxy}: no fault given")
+        fault = Fault("shape", proxy, {"direction": direction, **faults}, backend="toxiproxy")
+        await self._invoke(fault)
+        toxiproxy = self._lab.toxiproxy
+        streams = ["upstream", "downstream"] if direction == "both" else [f"{direction}stream"]
+        toxics: list[str] = []
+        for stream in streams:
+            if "delay_ms" in faults or "jitter_ms" in faults:
+                name = f"latency_{stream}"
+                await toxiproxy.add_toxic(
+                    proxy,
+                    name,
+                    "latency",
+                    {
+                        "latency": int(faults.get("delay_ms", 0)),
+                        "jitter": int(faults.get("jitter_ms", 0)),
+                    },
+                    stream=stream,
+                )
+                fault._undo.append(lambda n=name: toxiproxy.remove_toxic(proxy, n))
+                toxics.append(name)
+            if "rate_kbit" in faults:
+                name = f"bandwidth_{stream}"
+                rate = max(1, int(faults["rate_kbit"] / 8))  # Toxiproxy counts KB/s
+                await toxiproxy.add_toxic(proxy, name, "bandwidth", {"rate": rate}, stream=stream)
+                fault._undo.append(lambda n=name: toxiproxy.remove_toxic(proxy, n))
+                toxics.append(name)
+        fault.proof = f"{proxy}: toxics {toxics} active"
+        return await self._ok(fault)
+
+    # ---- partitions ----
+
+    async def partition(self, a: str, b: str, direction: str = "both") -> Fault:
+        """Cut the direct path between peers a and b: "both", "a->b" or "b->a"."""
+        if direction not in ("both", "a->b", "b->a"):
+            raise FaultError(f"partition direction {direction!r}: expected both, a->b or b->a")
+        topology = self._lab.topology
+        if topology.lan_of(a) is not None:
+            near, far, outgoing = a, b, direction in ("both", "a->b")
+        elif topology.lan_of(b) is not None:
+            near, far, outgoing = b, a, direction in ("both", "b->a")
+        else:
+            raise FaultError(
+                f"partition {a}/{b}: neither peer sits behind a router; put one on a LAN"
+            )
+        router_direction = "both" if direction == "both" else ("up" if outgoing else "down")
+        fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
+        address = await self.public_address(far)
+        await self._invoke(fault)
+        router = self._lab.routers[topology.lan_of(near).name]
+        answer = await router.add_partition(address, router_direction)
+        fault._undo.append(lambda: router.remove_partition(answer["id"]))
+        fault.backend = "iptables"
+        async with self._failing(fault):
+            fault.proof = await self._prove_partition(fault, near, answer["id"])
+        return await self._ok(fault)
+
+    async def _prove_partition(self, fault: Fault, near: str, partition_id: str) -> str:
+        # Heartbeats flow every 0.5 s on an idle link: after 1.5 s the rule must have
+        # dropped some, if the two have a direct link at all.
+        router = self._lab.routers[self._lab.topology.lan_of(near).name]
+        await asyncio.sleep(1.5)
+        counters = await router.counters()
+        dropped = counters.get("partitions", {}).get(partition_id, {}).get("packets", 0)
+        untouched = await self._untouched(fault, only=[near])
+        return f"{fault.target}: {dropped} packets dropped in 1.5 s; {untouched}"
+
+    async def flap(self, a: str, b: str, *, down_s: float, up_s: float, cycles: int) -> list[Fault]:
+        """Partition a/b for `down_s`, heal for `up_s`, `cycles` times; returns when done."""
+        if down_s <= 0 or up_s <= 0 or cycles < 1:
+            raise FaultError("flap: down_s and up_s must be positive, cycles at least 1")
+        faults = []
+        for _ in range(cycles):
+            cut = await self.partition(a, b)
+            faults.append(cut)
+            await asyncio.sleep(down_s)
+            await self.clear(cut)
+            await asyncio.sleep(up_s)
+        return faults
+
+    # ---- NAT and address changes ----
+
+    async def rebind(self, peer: str) -> Fault:
+        """The peer's router forgets its mappings and maps to a new public address."""
+        lan = self._router_lan(peer, "rebind")
+        fault = Fault("rebind", peer, {})
+        await self._invoke(fault)
+        answer = await self._lab.routers[lan.name].rebind()
+        fault.backend = "conntrack"
+        async with self._failing(fault):
+            after = await self._probe(peer)
+            new_ip = (after.mapped or "").rsplit(":", 1)[0]
+            if new_ip != answer["wan_after"]:
+                raise FaultNotApplied(
+                    f"rebind {peer}: its router says its public address is now "
+                    f"{answer['wan_after']}, a STUN probe from {peer} is mapped to {after.mapped}"
+                )
+        self._baseline[peer] = after
+        fault.proof = (
+            f"{peer}'s router rebound {answer['wan_before']} → {answer['wan_after']}; "
+            f"STUN now maps {peer} to {after.mapped}"
+        )
+        return await self._ok(fault)
+
+    async def move(self, peer: str, lan_name: str) -> Fault:
+        """The peer changes network (Wi-Fi → cellular): new LAN, new router, new address."""
+        old = self._router_lan(peer, "move")
+        new = self._lab.topology.lan(lan_name)
+        if new.nat in ONE_HOST_NATS:
+            raise FaultError(
+                f"move {peer} to {lan_name}: a {new.nat} router forwards to its one host, "
+                "which it chose at start; move to a port-restricted or symmetric LAN"
+            )
+        if new is old:
+            raise FaultError(f"move {peer}: it already sits on {lan_name}")
+        fault = Fault("move", peer, {"from": old.name, "to": new.name})
+        await self._invoke(fault)
+        prefix = self._lab.stack.prefix
+        address = f"{prefix}.{new.number}.{100 + self._lab.peers.index(peer)}"
+        containers = self._lab.containers
+        # Join the new network before leaving the old one, as a phone does.
+        await containers.connect(peer, new.network, ipv4_address=address)
+        await containers.exec(
+            peer, ["ip", "route", "replace", "default", "via", router_lan(prefix, new)]
+        )
+        await containers.disconnect(peer, old.network)
+        self._lab.topology.move(peer, new.name)
+        await self._lab.refresh_agent(peer)
+        fault.backend = "docker"
+        async with self._failing(fault):
+            wan = (await self._lab.routers[new.name].health())["wan"]
+            after = await self._probe(peer)
+            if (after.mapped or "").rsplit(":", 1)[0] != wan:
+                raise FaultNotApplied(
+                    f"move {peer} to {lan_name}: STUN maps it to {after.mapped}, expected the "
+                    f"new router's address {wan}"
+                )
+        self._baseline[peer] = after
+        fault.proof = f"{peer} moved {old.name} → {new.name}: now {address}, seen as {after.mapped}"
+        return await self._ok(fault)
+
+    # ---- ending faults ----
+
+    async def clear(self, fault: Fault) -> None:
+        self._lab.history.record(
+            "nemesis", "invoke", f"clear-{fault.kind}", fault.value, target=fault.target
+        )
+        for undo in reversed(fault._undo):
+            await undo()
+        fault._undo.clear()
+        with contextlib.suppress(ValueError):
+            self._active.remove(fault)
+        self._lab.history.record(
+            "nemesis", "ok", f"clear-{fault.kind}", fault.value, target=fault.target
+        )
+        self._lab.progress(f"cleared {fault.kind} {fault.target}")
+
+    async def clear_all(self) -> None:
+        for fault in list(self._active):
+            await self.clear(fault)
+
+    # ---- helpers ----
+
+    async def public_address(self, peer: str) -> str:
+        """The address others see `peer` at: its router's WAN address, or its own."""
+        lan = self._lab.topology.lan_of(peer)
+        if lan is not None:
+            return (await self._lab.routers[lan.name].health())["wan"]
+        return await self._lab.containers.address(peer)
+
+    def _router_lan(self, peer: str, what: str) -> Lan:
+        if peer not in self._lab.peers:
+            raise FaultError(
+                f"{what} {peer!r}: not a peer of this run ({self._lab.peers}) nor a Toxiproxy "
+                f"proxy ({sorted(TOXIPROXY_TARGETS)})"
+            )
+        lan = self._lab.topology.lan_of(peer)
+        if lan is None:
+            raise FaultError(
+                f"{what} {peer}: it sits on the internet with no router; give it a LAN in "
+                "the scenario's topology"
+            )
+        return lan
+
+    async def _probe(self, peer: str, count: int = PROOF_PROBES) -> ProbeResult:
+        server = stun_addresses(self._lab.stack.prefix)[0]
+        return await stun_probe(
+            self._lab.containers, peer, server, count=count, interval=PROOF_INTERVAL
+        )
+
+    async def _baseline_of(self, peer: str) -> ProbeResult:
+        if peer not in self._baseline:
+            self._baseline[peer] = await self._probe(peer)
+        return self._baseline[peer]
+
+    async def _untouched(
+        self, fault: Fault, *, exclude: Sequence[str] = (), only: Sequence[str] = ()
+    ) -> str:
+        """Probe the peers a fault must not touch (`only` these, or every unshaped peer
+        not in `exclude`) against their baselines, in parallel."""
+        others = list(only) or [
+            p for p in self._lab.peers if p not in exclude and self._is_clean(p)
+        ]
+        if not others:
+            return "no other peer to check"
+        baselines = [await self._baseline_of(p) for p in others]
+        now = await asyncio.gather(*(self._probe(p, count=40) for p in others))
+        cause = f"{fault.kind} {fault.target}"
+        return "; ".join(
+            judge_untouched(p, b, n, cause) for p, b, n in zip(others, baselines, now, strict=True)
+        )
+
+    def _is_clean(self, peer: str) -> bool:
+        links = self._shaped.get(peer, {})
+        return not any(links.values())
+
+    @contextlib.asynccontextmanager
+    async def _failing(self, fault: Fault) -> AsyncIterator[None]:
+        """A failed proof is recorded as such; the fault stays active until teardown."""
+        try:
+            yield
+        except Exception as exc:
+            self._active.append(fault)
+            self._lab.history.record(
+                "nemesis", "fail", fault.kind, fault.value, target=fault.target, error=str(exc)
+            )
+            raise
+
+    async def _invoke(self, fault: Fault) -> None:
+        self._lab.history.record("nemesis", "invoke", fault.kind, fault.value, target=fault.target)
+
+    async def _ok(self, fault: Fault) -> Fault:
+        self._active.append(fault)
+        self._lab.history.record(
+            "nemesis",
+            "ok",
+            fault.kind,
+            fault.value,
+            target=fault.target,
+            backend=fault.backend,
+            proof=fault.proof,
+        )
+        self._lab.progress(f"proof: {fault.proof}")
+        return fault

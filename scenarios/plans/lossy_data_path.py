@@ -1,0 +1,36 @@
+"""20 % random loss both ways plus reordering on the UDP data path (peer1's router):
+every message is still delivered exactly once and in order, and the agents' own
+retransmissions show in the event logs. An agent that delivers a retransmitted
+duplicate twice fails here (make suite-check runs that agent)."""
+
+from __future__ import annotations
+
+from scenarios.lab import Lab
+
+PEERS = 2
+TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}
+ENV = {"RETRANSMIT_AFTER": "0.3"}
+"""An eager retransmission timer, so that copies of delivered messages (whose ack was
+lost or late) really cross the path: the receiver must drop every one."""
+MESSAGES = 300
+FAULTS = {"loss": 0.2, "reorder": 0.1, "reorder_gap_ms": 30}
+
+
+async def run(lab: Lab) -> None:
+    await lab.connect("peer1", "peer2")
+    await lab.faults.shape("peer1", "both", **FAULTS)
+    for a, b in (("peer1", "peer2"), ("peer2", "peer1")):
+        await lab.send_every_type(a, b, "lossy")
+        await lab.send_texts(a, b, "lossy", MESSAGES, pause=0.01)
+    pairs = [("peer1", "peer2"), ("peer2", "peer1")]
+    await lab.assert_delivered(pairs, timeout=120)
+    await lab.assert_same_history("peer1", "peer2", "lossy")
+    retransmitted = {
+        name: len(await lab.agents[name].events(kind="retransmitted")) for name in lab.peers
+    }
+    duplicates = {name: len(await lab.agents[name].events(kind="duplicate")) for name in lab.peers}
+    lab.progress(f"retransmissions {retransmitted}, copies dropped by receivers {duplicates}")
+    assert sum(retransmitted.values()) > 0 and sum(duplicates.values()) > 0, (
+        "under 20 % loss no retransmitted copy reached a receiver, so this run could not "
+        f"have caught a double delivery (retransmissions {retransmitted}, copies {duplicates})"
+    )

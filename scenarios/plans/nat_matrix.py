@@ -1,0 +1,72 @@
+"""Every pair of NAT types (none, full-cone, address-restricted, port-restricted,
+symmetric, udp-blocked), with and without TURN: whether the agents connect and over
+which path (host, srflx, relay), measured next to what RFC 4787/8445 predict. One stack:
+two peers per NAT type, each NATed one behind its own router (`peerlab matrix nat`)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from scenarios.agent_client import AgentError
+from scenarios.lab import Lab
+from scenarios.nat_matrix import (
+    Row,
+    describe_pairs,
+    expected_outcome,
+    matrix_pairs,
+    matrix_peers,
+    matrix_topology,
+    measured_route,
+    render_markdown,
+)
+
+NATS = matrix_peers()
+PEERS = len(NATS)
+TOPOLOGY = matrix_topology(NATS)
+CONNECT_TIMEOUT = 20.0
+"""Pairs that connect do so in a few seconds (udp-blocked waits out STUN first)."""
+
+
+async def _measure(lab: Lab, a: str, b: str, *, turn: bool) -> Row:
+    agents = lab.agents
+    await asyncio.gather(agents[a].link_options(b, turn=turn), agents[b].link_options(a, turn=turn))
+    pairs = [None, None]
+    try:
+        await agents[a].connect(b, timeout=CONNECT_TIMEOUT)
+        await agents[b].wait_state(a, "connected", timeout=5)
+        pairs = [
+            (await agents[x].state())["links"][y]["candidate_pair"] for x, y in ((a, b), (b, a))
+        ]
+    except AgentError as exc:
+        lab.progress(f"{a} ({NATS[a]}) ↔ {b} ({NATS[b]}), TURN {turn}: not connected ({exc})")
+    finally:
+        await asyncio.gather(agents[a].disconnect(b), agents[b].disconnect(a))
+    return Row(
+        NATS[a],
+        NATS[b],
+        turn,
+        expected_outcome(NATS[a], NATS[b], turn=turn),
+        measured_route(pairs),
+        describe_pairs(pairs) if pairs[0] else "-",
+    )
+
+
+async def measure_matrix(lab: Lab) -> list[Row]:
+    rows = []
+    for turn in (False, True):
+        rows += await asyncio.gather(
+            *(_measure(lab, a, b, turn=turn) for a, b in matrix_pairs(NATS))
+        )
+        lab.progress(f"matrix {'with' if turn else 'without'} TURN measured")
+    return rows
+
+
+async def run(lab: Lab) -> None:
+    rows = await measure_matrix(lab)
+    table = render_markdown(rows)
+    (lab.run_dir / "nat_matrix.md").write_text(table + "\n")
+    lab.progress("NAT matrix (expected vs measured):\n" + table)
+    wrong = [r for r in rows if not r.matches]
+    assert not wrong, f"{len(wrong)} of {len(rows)} NAT pairs differ from the theory:\n" + (
+        render_markdown(wrong)
+    )

@@ -1,0 +1,92 @@
+"""Measuring a peer's access link from inside its container: `python -m router.probe
+stun` (docs/shaper.md) sends STUN binding requests to coturn through the peer's router
+and reports round trips, losses, duplicates, reordering and the mapped address.
+
+This is how the lab proves that a fault took effect (and that the peers it should not
+touch are untouched): the measurement runs outside the agents, on the real path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from scenarios.stack import Containers, StackError
+
+
+class ProbeError(AssertionError):
+    pass
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    peer: str
+    sent: int
+    received: int
+    lost: int
+    duplicates: int
+    reordered: int
+    rtt_p50: float | None
+    rtt_p95: float | None
+    mapped: str | None
+
+    @property
+    def loss(self) -> float:
+        return self.lost / self.sent if self.sent else 0.0
+
+    @classmethod
+    def from_json(cls, peer: str, obj: dict[str, Any]) -> ProbeResult:
+        rtt = obj.get("rtt_ms") or {}
+        return cls(
+            peer,
+            obj["sent"],
+            obj["received"],
+            obj["lost"],
+            obj["duplicates"],
+            obj["reordered"],
+            rtt.get("p50"),
+            rtt.get("p95"),
+            obj.get("mapped"),
+        )
+
+    def describe(self) -> str:
+        rtt = f"p50 {self.rtt_p50:.1f} ms" if self.rtt_p50 is not None else "no answer"
+        return (
+            f"{rtt}, lost {self.lost}/{self.sent}, duplicates {self.duplicates}, "
+            f"reordered {self.reordered}"
+        )
+
+
+async def stun_probe(
+    containers: Containers,
+    peer: str,
+    server: str,
+    *,
+    count: int = 40,
+    interval: float = 0.01,
+    timeout: float = 1.0,
+) -> ProbeResult:
+    """Run the STUN probe in `peer`'s container (its network namespace, its router)."""
+    command = [
+        "python",
+        "-m",
+        "router.probe",
+        "stun",
+        "--server",
+        server,
+        "--count",
+        str(count),
+        "--interval",
+        str(interval),
+        "--timeout",
+        str(timeout),
+    ]
+    try:
+        text = (await containers.exec(peer, command)).strip()
+    except StackError as exc:
+        raise ProbeError(f"STUN probe in {peer}: {exc}") from None
+    try:
+        return ProbeResult.from_json(peer, json.loads(text.splitlines()[-1]))
+    except (ValueError, KeyError, IndexError) as exc:
+        raise ProbeError(f"STUN probe in {peer} printed {text[-300:]!r}: {exc}") from None

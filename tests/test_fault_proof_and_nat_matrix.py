@@ -1,0 +1,92 @@
+"""Pure parts of the network lab's proofs: what a fault should show on a STUN round trip,
+and the NAT matrix theory."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenarios.fault_proof import (
+    FaultNotApplied,
+    expected_effect,
+    judge,
+    judge_untouched,
+    link_loss,
+)
+from scenarios.nat_matrix import (
+    expected_outcome,
+    matrix_pairs,
+    matrix_peers,
+    measured_route,
+)
+from scenarios.probe import ProbeResult
+
+
+def probe(p50, lost=0, sent=200, duplicates=0, reordered=0):
+    return ProbeResult("peer1", sent, sent - lost, lost, duplicates, reordered, p50, p50, None)
+
+
+def test_expected_effect_adds_delays_and_compounds_losses():
+    effect = expected_effect({"delay_ms": 100, "loss": 0.2}, {"delay_ms": 50, "loss": 0.2})
+    assert effect.delay_ms == 150
+    assert effect.loss == pytest.approx(0.36)
+    assert link_loss({"gilbert_elliott": {"p": 0.1, "r": 0.3}}) == pytest.approx(0.25)
+
+
+def test_judge_passes_a_visible_delay_and_fails_a_missing_one():
+    asked = expected_effect({"delay_ms": 100, "jitter_ms": 20}, {})
+    assert "took effect" in judge("peer1's up link", asked, probe(1.0), probe(99.0))
+    with pytest.raises(FaultNotApplied) as caught:
+        judge("peer1's up link", asked, probe(1.0), probe(4.0))
+    assert "asked for +100 ms ± 20, but measured +3.0 ms" in str(caught.value)
+
+
+def test_judge_checks_loss_against_a_binomial_tolerance():
+    asked = expected_effect({"loss": 0.2}, {"loss": 0.2})
+    judge("l", asked, probe(1.0), probe(1.0, lost=75))
+    with pytest.raises(FaultNotApplied, match=r"measured 1\.0% loss"):
+        judge("l", asked, probe(1.0), probe(1.0, lost=2))
+
+
+def test_untouched_peer_must_keep_its_round_trip():
+    judge_untouched("peer2", probe(1.0), probe(3.0, sent=40), "shape peer1")
+    with pytest.raises(FaultNotApplied, match="touched peer2, which it should not"):
+        judge_untouched("peer2", probe(1.0), probe(101.0, sent=40), "shape peer1")
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "turn", "expected"),
+    [
+        ("none", "none", False, "host"),
+        ("none", "symmetric", False, "srflx"),
+        ("port-restricted", "port-restricted", False, "srflx"),
+        ("symmetric", "address-restricted", False, "srflx"),
+        ("symmetric", "port-restricted", False, "-"),
+        ("symmetric", "symmetric", False, "-"),
+        ("symmetric", "symmetric", True, "relay"),
+        ("udp-blocked", "none", False, "-"),
+        ("udp-blocked", "full-cone", True, "relay"),
+        ("full-cone", "symmetric", True, "srflx"),
+    ],
+)
+def test_nat_theory(a, b, turn, expected):
+    assert str(expected_outcome(a, b, turn=turn)) == expected
+    assert str(expected_outcome(b, a, turn=turn)) == expected
+
+
+def test_the_matrix_covers_every_pair_of_types_once():
+    peers = matrix_peers()
+    pairs = matrix_pairs(peers)
+    assert len(pairs) == 21
+    kinds = {tuple(sorted((peers[a], peers[b]))) for a, b in pairs}
+    assert len(kinds) == 21
+    assert all(a != b for a, b in pairs)
+
+
+def test_measured_route_reads_both_ends():
+    host = {"type": "host"}
+    assert str(measured_route([None, None])) == "-"
+    assert str(measured_route([{"local": host, "remote": host}] * 2)) == "host"
+    prflx = {"local": host, "remote": {"type": "prflx"}}
+    assert str(measured_route([prflx, {"local": host, "remote": host}])) == "srflx"
+    relay = {"local": {"type": "relay"}, "remote": host}
+    assert str(measured_route([relay, prflx])) == "relay"
