@@ -14,8 +14,8 @@ import contextlib
 
 import docker
 from docker.errors import ContainerError, NotFound
-from router.natdiscovery import classify
 
+from router.natdiscovery import classify
 from scenarios.stack import Containers
 from scenarios.topology import Topology, stun_addresses
 
