@@ -163,7 +163,9 @@ class PeerConnectionManager:
     async def handle_signal(self, frame: dict[str, Any]) -> None:
         """Act on one frame from the signaling server (called in arrival order)."""
         kind = frame.get("type")
-        if kind == "presence":
+        if kind == "registered":
+            self._on_registered()
+        elif kind == "presence":
             await self._on_presence(frame["event"], frame["peer"])
         elif kind == "offer":
             await self._on_offer(frame["from"], frame["sdp"], frame.get("session", ""))
@@ -175,6 +177,17 @@ class PeerConnectionManager:
             if link is not None:
                 link.wanted = False
                 await self._teardown(link, P2PConnectionState.CLOSED)
+
+    def _on_registered(self) -> None:
+        # An offer sent just before the signaling connection died may have died with it
+        # (a write into a dead TCP connection succeeds locally). Waiting for its answer
+        # would take the whole answer timeout, and a remote that offers meanwhile loses
+        # the glare to an offer it never got: offer again, on the new connection.
+        for link in self._links.values():
+            if link.offering and link.answer is not None and not link.answer.done():
+                link.answer.set_exception(
+                    ConnectionSetupError("signaling reconnected before the answer came")
+                )
 
     async def _on_presence(self, event: str, remote_id: str) -> None:
         link = self._links.get(remote_id)

@@ -173,6 +173,7 @@ class SignalingClient:
                 peers=sorted(self.peers),
                 ice_servers=[list(s.urls) for s in self.ice_servers],
             )
+            await self._handle(frame)
             return True
         if kind == "presence":
             (self.peers.add if frame.get("event") == "joined" else self.peers.discard)(
@@ -187,10 +188,13 @@ class SignalingClient:
                 ref=frame.get("ref"),
             )
             return False
+        await self._handle(frame)
+        return False
+
+    async def _handle(self, frame: dict[str, Any]) -> None:
         if self._handler is not None:
             # One frame at a time, in arrival order: glare resolution relies on it.
             try:
                 await self._handler(frame)
             except Exception as exc:  # a bad frame must not stop the agent
                 self._observe("error", error=f"handling {frame.get('type')} frame failed: {exc!r}")
-        return False

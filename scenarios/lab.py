@@ -180,10 +180,12 @@ class Lab:
     # ---- acting through agents ----
 
     async def connect(self, a: str, b: str, **options: Any) -> dict[str, Any]:
+        """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect)."""
         link = await self.agents[a].connect(b, **options)
         self.counters.links.add(tuple(sorted((a, b))))
         pair = link.get("candidate_pair") or {}
-        self.progress(f"{a} ↔ {b} connected ({pair.get('local', {}).get('type', '?')} candidate)")
+        kinds = "→".join(pair.get(end, {}).get("type", "?") for end in ("local", "remote"))
+        self.progress(f"{a} ↔ {b} connected ({kinds} candidates)")
         return link
 
     async def send(self, a: str, b: str, type: str, **fields: Any) -> dict[str, Any] | None:

@@ -199,3 +199,24 @@ async def test_glare_both_sides_offer_at_once_converges(make_agent):
     # Both offered; the smaller id kept its offer and the other answered it.
     assert [e["kept"] for e in alice.events.since(0, {"kind": "glare"})] == ["ours"]
     assert [e["kept"] for e in bob.events.since(0, {"kind": "glare"})] == ["theirs"]
+
+
+async def test_an_offer_lost_with_the_signaling_connection_is_sent_again(make_agent):
+    """Seen in the nat_rebinding scenario: an offer written into a signaling connection
+    that had just died was lost, and the offerer waited out the whole answer timeout."""
+    alice, bob = await make_agent("alice"), await make_agent("bob")
+    send = alice.signaling.send
+    lost: list[dict] = []
+
+    async def into_a_dead_connection(frame: dict) -> None:
+        if frame["type"] == "offer" and not lost:
+            lost.append(frame)  # "written", never delivered; then the connection drops
+            await alice.signaling._ws.close()
+            return
+        await send(frame)
+
+    alice.signaling.send = into_a_dead_connection
+    started = time.monotonic()
+    await alice.connect("bob", timeout=8)  # the answer timeout alone is 15 s
+    assert lost and time.monotonic() - started < 8
+    assert bob.manager.state("alice") is P2PConnectionState.CONNECTED

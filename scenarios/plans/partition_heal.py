@@ -1,6 +1,7 @@
 """A 10 s partition between two peers behind NATs while both keep sending: both report
 the other disconnected within 3 s, the link is back within 5 s of the heal, and nothing
-is lost or duplicated."""
+is lost or duplicated. The link is direct only (no TURN): with a relay the agents would
+route around the partition, which is no partition at all."""
 
 from __future__ import annotations
 
@@ -17,13 +18,14 @@ RECONNECT_LIMIT = 5.0
 
 
 async def run(lab: Lab) -> None:
-    await lab.connect("peer1", "peer2")
+    await lab.agents["peer2"].link_options("peer1", turn=False)
+    await lab.connect("peer1", "peer2", turn=False)
     pairs = [("peer1", "peer2"), ("peer2", "peer1")]
     async with lab.keep_sending(pairs, "partitioned", interval=0.1):
         await asyncio.sleep(1.0)
         marks = {name: (await lab.agents[name].state())["last_event"] for name in lab.peers}
-        cut = await lab.faults.partition("peer1", "peer2")
         started = time.time()
+        cut = await lab.faults.partition("peer1", "peer2")
         for a, b in pairs:
             (event,) = await lab.agents[a].wait(
                 "state", peer=b, new="disconnected", since=marks[a], timeout=10
