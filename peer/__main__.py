@@ -105,6 +105,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="rebuild a disconnected link after this long [FAILED_AFTER]",
     )
     p.add_argument(
+        "--signaling-ping",
+        type=float,
+        default=_env("SIGNALING_PING", "20"),
+        help="signaling keepalive ping interval and timeout (s): a connection that died "
+        "silently is noticed within twice this [SIGNALING_PING]",
+    )
+    p.add_argument(
         "--connect-timeout",
         type=float,
         default=_env("CONNECT_TIMEOUT", "15.0"),
@@ -125,6 +132,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         signaling_url=args.signaling,
         token=args.token or make_token(args.secret, args.room, args.id),
         event_log=Path(args.event_log.replace("{peer}", args.id)) if args.event_log else None,
+        signaling_ping=args.signaling_ping,
         manager=ManagerConfig(
             connect_timeout=args.connect_timeout,
             failed_after=args.failed_after,

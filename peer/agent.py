@@ -29,6 +29,9 @@ class AgentConfig:
     signaling_url: str
     token: str
     event_log: Path | None = None
+    signaling_ping: float = 20.0
+    """Keepalive ping interval and timeout (s) of the signaling WebSocket: a connection
+    that died silently (the agent changed networks) is noticed within twice this."""
     manager: ManagerConfig = field(default_factory=ManagerConfig)
 
 
@@ -45,6 +48,7 @@ class Agent:
             config.peer_id,
             config.token,
             observer=self.events.record,
+            ping=config.signaling_ping,
         )
         self.manager = PeerConnectionManager(
             config.peer_id,

@@ -26,6 +26,8 @@ from peer.signaling_client import SignalingClient, SignalingUnavailable
 from peer.state import P2PConnectionState, wins_glare
 
 StateCallback = Callable[[str, P2PConnectionState, P2PConnectionState], Any]
+PC_CLOSE_GRACE = 2.0
+"""How long shutting down waits for connections still closing in the background."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,7 @@ class PeerConnectionManager:
         self._links: dict[str, _Link] = {}
         self._state_callbacks: list[StateCallback] = []
         self._closing = False
+        self._closing_pcs: set[asyncio.Task] = set()
 
     # ---- public API ----
 
@@ -157,6 +160,9 @@ class PeerConnectionManager:
     async def close(self) -> None:
         self._closing = True
         await asyncio.gather(*(self.disconnect(r, "shutdown") for r in list(self._links)))
+        if self._closing_pcs:
+            # Bounded: a TURN deallocation into a dead network waits out its transaction.
+            await asyncio.wait(self._closing_pcs, timeout=PC_CLOSE_GRACE)
 
     # ---- signaling ----
 
@@ -380,7 +386,12 @@ class PeerConnectionManager:
         link.channel.detach()
         pc, link.pc = link.pc, None
         if pc is not None:
-            await pc.close()
+            # In the background: closing deallocates the TURN allocation, which over a
+            # dead path (a peer that changed networks) waits ~30 s for the TURN server's
+            # answer, and the next attempt must not wait for that.
+            task = asyncio.create_task(pc.close())
+            self._closing_pcs.add(task)
+            task.add_done_callback(self._closing_pcs.discard)
 
     async def _teardown(self, link: _Link, state: P2PConnectionState) -> None:
         await self._drop_attempt(link)

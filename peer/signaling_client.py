@@ -46,6 +46,7 @@ class SignalingClient:
         observer: Callable[..., None] | None = None,
         backoff: tuple[float, float] = (0.1, 5.0),
         register_timeout: float = 10.0,
+        ping: float = 20.0,
     ):
         self.url = url
         self.room = room
@@ -54,6 +55,7 @@ class SignalingClient:
         self._observe = observer or (lambda kind, **fields: None)
         self._backoff = backoff
         self._register_timeout = register_timeout
+        self._ping = ping
         self._handler: FrameHandler | None = None
         self._ws: ClientConnection | None = None
         self._registered = asyncio.Event()
@@ -111,7 +113,11 @@ class SignalingClient:
         while True:
             try:
                 async with connect(
-                    self.url, open_timeout=self._register_timeout, max_size=2**20
+                    self.url,
+                    open_timeout=self._register_timeout,
+                    max_size=2**20,
+                    ping_interval=self._ping,
+                    ping_timeout=self._ping,
                 ) as ws:
                     self._ws = ws
                     await ws.send(

@@ -8,6 +8,7 @@ expected and what was seen.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -22,6 +23,10 @@ class AgentError(AssertionError):
     """A control API request failed or a wait timed out."""
 
 
+class _Refused(AgentError):
+    """Nothing listens where the control API was (the request was not sent)."""
+
+
 class AgentClient:
     def __init__(
         self,
@@ -29,11 +34,15 @@ class AgentClient:
         base_url: str,
         session: aiohttp.ClientSession,
         request_timeout: float = 10.0,
+        locate: Callable[[], Awaitable[str]] | None = None,
     ):
+        """`locate` finds the control API's URL again: Docker moves a container's
+        published port when the container changes networks."""
         self.name = name
         self.base_url = base_url.rstrip("/")
         self._session = session
         self._request_timeout = request_timeout
+        self._locate = locate
 
     async def health(self) -> dict[str, Any]:
         return await self._call("GET", "/healthz")
@@ -97,6 +106,23 @@ class AgentClient:
         params: dict[str, Any] | None = None,
         wait: float = 0.0,
     ) -> Any:
+        try:
+            return await self._request(method, path, body, params, wait)
+        except _Refused:
+            if self._locate is None:
+                raise
+        # Refused before anything was sent: safe to send again, where the API is now.
+        self.base_url = (await self._locate()).rstrip("/")
+        return await self._request(method, path, body, params, wait)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        params: dict[str, Any] | None,
+        wait: float,
+    ) -> Any:
         timeout = aiohttp.ClientTimeout(total=self._request_timeout + wait)
         what = f"{self.name}: {method} {path}"
         try:
@@ -118,5 +144,7 @@ class AgentClient:
                     detail = payload.get("error", payload) if isinstance(payload, dict) else payload
                     raise AgentError(f"{what} → {response.status}: {detail}")
                 return payload
+        except aiohttp.ClientConnectorError as exc:
+            raise _Refused(f"{what} failed: {exc!r}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AgentError(f"{what} failed: {exc!r}") from None

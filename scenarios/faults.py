@@ -234,14 +234,16 @@ class Faults:
         prefix = self._lab.stack.prefix
         address = f"{prefix}.{new.number}.{100 + self._lab.peers.index(peer)}"
         containers = self._lab.containers
-        # Join the new network before leaving the old one, as a phone does.
+        # Join the new network before leaving the old one, as a phone does. Docker may
+        # make the new network the container's gateway, and fails if a default route
+        # exists ("file exists"): drop ours first. Docker's own (via the host bridge) is
+        # replaced at once, and Docker drops traffic between its bridges meanwhile.
+        await containers.exec(peer, ["ip", "route", "del", "default"])
         await containers.connect(peer, new.network, ipv4_address=address)
-        await containers.exec(
-            peer, ["ip", "route", "replace", "default", "via", router_lan(prefix, new)]
-        )
+        gateway = router_lan(prefix, new)
+        await containers.exec(peer, ["ip", "route", "replace", "default", "via", gateway])
         await containers.disconnect(peer, old.network)
         self._lab.topology.move(peer, new.name)
-        await self._lab.refresh_agent(peer)
         fault.backend = "docker"
         async with self._failing(fault):
             wan = (await self._lab.routers[new.name].health())["wan"]

@@ -139,7 +139,7 @@ class Lab:
         started = time.monotonic()
         await self.stack.up([*INFRA_SERVICES, *self.topology.routers, *peers])
         for name in peers:
-            await self.refresh_agent(name)
+            await self._add_agent(name)
         for lan in self.topology.lans:
             if lan.name not in self.routers:
                 url = f"http://{await self.stack.port(lan.router, ROUTER_CONTROL_PORT)}"
@@ -155,11 +155,14 @@ class Lab:
             self.progress(f"proof: {line}")
         self.progress(f"NAT types proven in {time.monotonic() - started:.1f}s")
 
-    async def refresh_agent(self, name: str) -> None:
-        """Find the agent's control API again (its published port changes when its
-        container restarts or changes network)."""
-        url = f"http://{await self.stack.port(name, CONTROL_PORT)}"
-        self.agents[name] = AgentClient(name, url, self._session)
+    async def _add_agent(self, name: str) -> None:
+        """A client of the agent's control API, which finds the API again when Docker
+        moves its published port (the container restarted or changed networks)."""
+
+        async def locate() -> str:
+            return f"http://{await self.stack.port(name, CONTROL_PORT)}"
+
+        self.agents[name] = AgentClient(name, await locate(), self._session, locate=locate)
 
     async def wait_registered(self, peer: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
