@@ -33,9 +33,12 @@ class Effect:
     loss: float = 0.0
     duplicate: float = 0.0
     reorder: float = 0.0
+    queue: str = ""
+    """A rate limit or a trace: its delay depends on the load, so the proof is that the
+    probe's packets went through the queue (the shaper's counters)."""
 
     def describe(self) -> str:
-        parts = []
+        parts = [self.queue] if self.queue else []
         if self.delay_ms:
             parts.append(f"+{self.delay_ms:g} ms ± {self.jitter_ms:g}")
         if self.loss:
@@ -62,6 +65,11 @@ def link_loss(faults: Mapping[str, Any]) -> float:
 def expected_effect(up: Mapping[str, Any], down: Mapping[str, Any]) -> Effect:
     """What a request crossing `up` and its answer crossing `down` should show."""
     keep = (1 - link_loss(up)) * (1 - link_loss(down))
+    queues = [
+        f"{name} {f['trace'] if 'trace' in f else str(f['rate_kbit']) + ' kbit/s'}"
+        for name, f in (("up", up), ("down", down))
+        if "trace" in f or "rate_kbit" in f
+    ]
     copies = (1 + up.get("duplicate", 0.0)) * (1 + down.get("duplicate", 0.0))
     return Effect(
         delay_ms=up.get("delay_ms", 0.0) + down.get("delay_ms", 0.0),
@@ -69,6 +77,7 @@ def expected_effect(up: Mapping[str, Any], down: Mapping[str, Any]) -> Effect:
         loss=1 - keep,
         duplicate=copies - 1,
         reorder=1 - (1 - up.get("reorder", 0.0)) * (1 - down.get("reorder", 0.0)),
+        queue=", ".join(queues),
     )
 
 
@@ -77,9 +86,21 @@ def _share_tolerance(p: float, n: int) -> float:
     return 4 * math.sqrt(max(p * (1 - p), 0.01) / max(n, 1)) + 0.03
 
 
-def judge(what: str, asked: Effect, before: ProbeResult, after: ProbeResult) -> str:
-    """The proof line for `what` (e.g. "peer1's links"), or FaultNotApplied."""
+def judge(
+    what: str, asked: Effect, before: ProbeResult, after: ProbeResult, queued: int = 0
+) -> str:
+    """The proof line for `what` (e.g. "peer1's links"), or FaultNotApplied. `queued`:
+    how many packets the shaper's rate or trace queue took during the probe."""
     problems, seen = [], []
+    if asked.queue:
+        seen.append(
+            f"{queued} packets through the queue for {after.received} answers, STUN p50 "
+            f"{_ms(before.rtt_p50)} → {_ms(after.rtt_p50)}, p95 {_ms(before.rtt_p95)} → "
+            f"{_ms(after.rtt_p95)}"
+        )
+        # Every answer crossed the shaped direction(s): at least that many were queued.
+        if queued < after.received or not after.received:
+            problems.append(f"only {queued} packets went through the queue")
     if asked.delay_ms:
         if after.rtt_p50 is None or before.rtt_p50 is None:
             problems.append("no round trip measured")
@@ -118,6 +139,10 @@ def judge(what: str, asked: Effect, before: ProbeResult, after: ProbeResult) -> 
             f"{what}: asked for {asked.describe()}, but {'; '.join(problems)} ({'; '.join(seen)})"
         )
     return f"{what}: {asked.describe()} took effect — {'; '.join(seen)}"
+
+
+def _ms(value: float | None) -> str:
+    return "no answer" if value is None else f"{value:.1f} ms"
 
 
 def judge_untouched(peer: str, baseline: ProbeResult, now: ProbeResult, cause: str) -> str:

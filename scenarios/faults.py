@@ -19,9 +19,11 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.shaper import LinkFaults
+from router.nfqueue import load_trace
+from router.shaper import LinkFaults, Trace
 from scenarios.fault_proof import FaultNotApplied, expected_effect, judge, judge_untouched
 from scenarios.probe import ProbeResult, stun_probe
 from scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
@@ -36,6 +38,14 @@ TCP_FIELDS = {"delay_ms", "jitter_ms", "rate_kbit"}
 """What Toxiproxy can do to a TCP stream: latency (with jitter) and bandwidth."""
 PROOF_PROBES = 200
 PROOF_INTERVAL = 0.005
+
+
+def _shipped_trace(name: str) -> Trace:
+    """Traces shipped with PeerLab are checked here; a path inside the router container
+    can only be checked by the router."""
+    if Path(name).is_absolute():
+        return Trace(name, (1,))
+    return load_trace(name)
 
 
 class FaultError(ValueError):
@@ -73,7 +83,7 @@ class Faults:
             return await self._shape_proxy(target, direction, faults)
         lan = self._router_lan(target, "shape")
         try:
-            LinkFaults.from_json(faults)
+            LinkFaults.from_json(faults, _shipped_trace)
         except ValueError as exc:
             raise FaultError(f"shape {target}: {exc}") from None
         directions = ["up", "down"] if direction == "both" else [direction]
@@ -90,10 +100,17 @@ class Faults:
             fault._undo.append(self._unshape(target, router, d))
         fault.backend = "+".join(sorted(backends))
         async with self._failing(fault):
+            counted = await router.counters()
             after = await self._probe(target)
+            counters = await router.counters()
+            queued = sum(
+                counters[d]["seen"] - counted[d]["seen"]
+                for d in directions
+                if "trace" in faults or "rate_kbit" in faults
+            )
             effect = expected_effect(links["up"], links["down"])
             what = f"{target}'s {direction} link (router {lan.name})"
-            proof = judge(what, effect, before, after)
+            proof = judge(what, effect, before, after, queued)
             untouched = await self._untouched(fault, exclude=lan.peers)
         fault.proof = f"{proof} [{fault.backend}]; {untouched}"
         return await self._ok(fault)
