@@ -227,16 +227,23 @@ class PeerConnectionManager:
             gather_timeout=self.config.gather_timeout,
         )
         link.pc, link.session = pc, session
+        # Answering waits for ICE gathering (seconds when a STUN server does not answer):
+        # in a task of the link's own, so that the signaling frames behind this offer —
+        # other peers' offers, keepalives — are not held up meanwhile.
+        link.task = asyncio.create_task(self._answer(link, pc, sdp, session))
+
+    async def _answer(self, link: _Link, pc: PeerConnection, sdp: str, session: str) -> None:
         try:
             answer = await pc.create_answer_and_wait(sdp)
             await self.signaling.send(
-                {"type": "answer", "to": remote_id, "sdp": answer, "session": session}
+                {"type": "answer", "to": link.remote_id, "sdp": answer, "session": session}
             )
+            channel = await pc.wait_channel_open(self.config.connect_timeout)
         except (ConnectionSetupError, SignalingUnavailable, ValueError) as exc:
-            self._observe("error", peer=remote_id, error=f"answering failed: {exc}")
-            await self._fail(link, f"answering failed: {exc}")
+            self._observe("error", peer=link.remote_id, error=f"answering failed: {exc}")
+            await self._fail(link, f"answering failed: {exc}", pc)
             return
-        link.task = asyncio.create_task(self._open_answered(link, pc))
+        self._attach(link, pc, channel)
 
     def _on_answer(self, remote_id: str, sdp: str, session: str) -> None:
         link = self._links.get(remote_id)
@@ -309,17 +316,6 @@ class PeerConnectionManager:
             channel = await pc.wait_channel_open(self.config.connect_timeout)
         finally:
             link.offering = False
-        self._attach(link, pc, channel)
-
-    async def _open_answered(self, link: _Link, pc: PeerConnection) -> None:
-        try:
-            channel = await pc.wait_channel_open(self.config.connect_timeout)
-        except ConnectionSetupError as exc:
-            self._observe("error", peer=link.remote_id, error=str(exc))
-            link.task = None
-            await self._fail(link, str(exc))
-            return
-        link.task = None
         self._attach(link, pc, channel)
 
     def _attach(self, link: _Link, pc: PeerConnection, channel: Any) -> None:

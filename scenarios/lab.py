@@ -29,6 +29,7 @@ from scenarios.agent_client import AgentClient, AgentError
 from scenarios.checks import DeliveryReport, assert_delivered, delivery_report
 from scenarios.faults import Faults
 from scenarios.history import History
+from scenarios.host_conntrack import HostConntrackExemption
 from scenarios.nat_check import verify_nats
 from scenarios.router_client import RouterClient, RouterError
 from scenarios.stack import (
@@ -88,6 +89,7 @@ class Lab:
             project, run_dir, peers, env, prefix=prefix, topology=self.topology, seed=seed
         )
         self.routers: dict[str, RouterClient] = {}
+        self.host_conntrack = HostConntrackExemption(self.containers)
         self.history = History(run_dir / "history.jsonl")
         self.faults = Faults(self)
         self.progress = Progress(scenario)
@@ -138,6 +140,10 @@ class Lab:
         self.progress(f"starting {', '.join(peers)} (compose project {self.stack.project})")
         started = time.monotonic()
         await self.stack.up([*INFRA_SERVICES, *self.topology.routers, *peers])
+        if self.topology.lans and not self.host_conntrack.installed:
+            networks = ["lab", *(lan.network for lan in self.topology.lans)]
+            bridges = await self.host_conntrack.install(networks)
+            self.progress(f"host connection tracking off for the lab's bridges {bridges}")
         for name in peers:
             await self._add_agent(name)
         for lan in self.topology.lans:
@@ -343,7 +349,10 @@ class Lab:
         except Exception as exc:
             self.progress(f"could not collect all evidence: {exc}")
         finally:
-            await self.stack.down()
+            try:
+                await self.host_conntrack.remove()
+            finally:
+                await self.stack.down()
             leftovers = await asyncio.to_thread(self.containers.leftovers)
             self.containers.close()
             if self._session is not None:

@@ -52,6 +52,7 @@ async def _verify(containers: Containers, peer: str, nat: str, prefix: str, imag
             ["python", "-c", f"import socket; socket.create_connection(('{server}', 3478), 5)"],
         )
         seen = f"no STUN answer over UDP, TCP to {server}:3478 connects"
+    if verdict["nat_type"] != nat:
         raise NatMismatch(
             f"{peer}'s router was asked for a {nat} NAT, but turnutils_natdiscovery measured "
             f"{verdict['nat_type']} ({seen}).\nfiltering test:\n{filtering}\nmapping test:\n"

@@ -13,6 +13,7 @@ from scenarios.fault_proof import (
     link_loss,
 )
 from scenarios.nat_matrix import (
+    Row,
     expected_outcome,
     matrix_pairs,
     matrix_peers,
@@ -90,3 +91,13 @@ def test_measured_route_reads_both_ends():
     assert str(measured_route([prflx, {"local": host, "remote": host}])) == "srflx"
     relay = {"local": {"type": "relay"}, "remote": host}
     assert str(measured_route([relay, prflx])) == "relay"
+
+
+def test_a_relay_is_accepted_only_where_turn_was_offered_and_a_path_exists():
+    relay = measured_route([{"local": {"type": "relay"}, "remote": {"type": "host"}}] * 2)
+    direct = expected_outcome("full-cone", "symmetric", turn=True)
+    assert Row("full-cone", "symmetric", True, direct, relay, "").matches
+    no_turn = expected_outcome("full-cone", "symmetric", turn=False)
+    assert not Row("full-cone", "symmetric", False, no_turn, relay, "").matches
+    missing = measured_route([None, None])
+    assert not Row("full-cone", "symmetric", True, direct, missing, "").matches

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from scenarios.host_conntrack import bridge_name, exempt_script, remove_script
 from scenarios.subnets import NoFreeSubnet, pick_prefix
 from scenarios.topology import (
     TopologyError,
@@ -99,3 +100,13 @@ def test_pick_prefix_avoids_every_used_network():
     used.append(ipaddress.ip_network("10.142.7.0/24"))
     with pytest.raises(NoFreeSubnet, match="docker network prune"):
         pick_prefix(used, random.Random(1))
+
+
+def test_host_conntrack_rules_are_tagged_and_removed_by_tag():
+    script = exempt_script(["br-abc", "br-def"], "peerlab:run-1")
+    assert script.count("-j NOTRACK") == 2
+    assert "iptables -t raw -I PREROUTING -i br-abc -m comment --comment peerlab:run-1" in script
+    assert "grep -F -- peerlab:run-2 |" in remove_script("peerlab:run-2")
+    assert bridge_name({"Id": "0123456789abcdef", "Options": {}}) == "br-0123456789ab"
+    named = {"Id": "x", "Options": {"com.docker.network.bridge.name": "lab0"}}
+    assert bridge_name(named) == "lab0"
