@@ -16,7 +16,7 @@ help:
 	@echo "make test       lint, unit + in-process tests, then every scenario against real"
 	@echo "                containers (installs/starts Docker where missing, builds images)"
 	@echo "make unit       lint-free fast part: unit and in-process integration tests"
-	@echo "make scenarios  the six container scenarios (peerlab run all)"
+	@echo "make scenarios  the 13 container scenarios (peerlab run all)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
 	@echo "make lint | format | lock | clean"

@@ -157,7 +157,9 @@ class Faults:
                 await toxiproxy.add_toxic(proxy, name, "bandwidth", {"rate": rate}, stream=stream)
                 fault._undo.append(lambda n=name: toxiproxy.remove_toxic(proxy, n))
                 toxics.append(name)
-        fault.proof = f"{proxy}: toxics {toxics} active"
+        # Toxiproxy applies a toxic to every byte from the next one on; the scenarios that
+        # use them measure the slower connection or round trip themselves.
+        fault.proof = f"{proxy}: Toxiproxy toxics {toxics} active"
         return await self._ok(fault)
 
     # ---- partitions ----

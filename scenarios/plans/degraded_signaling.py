@@ -1,5 +1,6 @@
-"""The signaling path degraded with Toxiproxy: first latency with jitter, then a bandwidth
-limit. Peers still connect (visibly slower: the toxics took effect) and deliver all."""
+"""The signaling path degraded (Toxiproxy, through the fault vocabulary): first latency
+with jitter, then a bandwidth limit. Peers still connect (visibly slower: the toxics
+took effect) and deliver all."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from scenarios.lab import Lab
 PEERS = 3
 LATENCY_MS = 400
 JITTER_MS = 100
-RATE_KBPS = 8
-"""Toxiproxy's bandwidth toxic is in KB/s; an offer's SDP is about 1 KB."""
+RATE_KBIT = 64
+"""8 KB/s; an offer's SDP is about 1 KB."""
 
 
 async def _timed_connect(lab: Lab, a: str, b: str) -> float:
@@ -21,15 +22,7 @@ async def _timed_connect(lab: Lab, a: str, b: str) -> float:
 
 
 async def run(lab: Lab) -> None:
-    for stream in ("upstream", "downstream"):
-        await lab.toxiproxy.add_toxic(
-            "signaling",
-            f"lag_{stream}",
-            "latency",
-            {"latency": LATENCY_MS, "jitter": JITTER_MS},
-            stream=stream,
-        )
-    lab.progress(f"signaling: +{LATENCY_MS}±{JITTER_MS} ms each way")
+    lag = await lab.faults.shape("signaling", "both", delay_ms=LATENCY_MS, jitter_ms=JITTER_MS)
     took = await _timed_connect(lab, "peer1", "peer2")
     # The offer and the answer each cross two toxic streams (sender's up, receiver's down).
     floor = 2 * 2 * (LATENCY_MS - JITTER_MS) / 1000
@@ -38,12 +31,8 @@ async def run(lab: Lab) -> None:
     await lab.send_every_type("peer1", "peer2", "slow")
     await lab.send_every_type("peer2", "peer1", "slow")
 
-    for stream in ("upstream", "downstream"):
-        await lab.toxiproxy.remove_toxic("signaling", f"lag_{stream}")
-        await lab.toxiproxy.add_toxic(
-            "signaling", f"narrow_{stream}", "bandwidth", {"rate": RATE_KBPS}, stream=stream
-        )
-    lab.progress(f"signaling: bandwidth limited to {RATE_KBPS} KB/s each way")
+    await lab.faults.clear(lag)
+    await lab.faults.shape("signaling", "both", rate_kbit=RATE_KBIT)
     took = await _timed_connect(lab, "peer3", "peer1")
     lab.progress(f"peer3 ↔ peer1 connected in {took:.2f}s under a bandwidth limit")
     took = await _timed_connect(lab, "peer3", "peer2")

@@ -41,10 +41,7 @@ async def run(lab: Lab) -> None:
     lab.progress("both ends use relay candidates")
 
     before = statistics.median(await _ack_rtts(lab, "baseline"))
-    for stream in ("upstream", "downstream"):
-        await lab.toxiproxy.add_toxic(
-            "turn_tcp", f"lag_{stream}", "latency", {"latency": LATENCY_MS}, stream=stream
-        )
+    await lab.faults.shape("turn_tcp", "both", delay_ms=LATENCY_MS)
     after = statistics.median(await _ack_rtts(lab, "delayed"))
     lab.progress(
         f"send→ack p50 {before:.1f} ms → {after:.1f} ms with +{LATENCY_MS} ms "
