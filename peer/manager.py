@@ -38,7 +38,13 @@ class ManagerConfig:
     failed_after: float = 5.0
     """A link silent this long after being reported disconnected is rebuilt."""
     retry_backoff: tuple[float, float] = (0.25, 4.0)
-    """First and largest pause between failed attempts."""
+    """First and largest pause between failed attempts (the first one again whenever the
+    remote answered: it is there, only the path is not)."""
+    reconnect_open_timeout: float = 4.0
+    """After a link failed, how long one attempt waits for its channel to open before
+    offering again. Short, because aioice's checks back off (0.5, 1, 2, 4, 8 s after the
+    first) and do not restart when the remote's checks start getting through: a path
+    that comes back mid-attempt would be found only at the next retransmission."""
     relay_only: bool = False
     channel: ChannelConfig = field(default_factory=ChannelConfig)
 
@@ -261,6 +267,9 @@ class PeerConnectionManager:
     async def _offer_until_connected(self, link: _Link, after_failure: bool) -> None:
         low, high = self.config.retry_backoff
         pause = low
+        open_timeout = (
+            self.config.reconnect_open_timeout if after_failure else self.config.connect_timeout
+        )
         if after_failure:
             # A remote that closed on purpose sends `bye` right after closing; give it the
             # time to arrive before offering a connection it does not want.
@@ -275,19 +284,21 @@ class PeerConnectionManager:
                 pause = min(pause * 2, high)
                 continue
             try:
-                await self._offer_once(link)
+                await self._offer_once(link, open_timeout)
                 return
             except (ConnectionSetupError, SignalingUnavailable) as exc:
                 self._observe("error", peer=link.remote_id, error=f"attempt failed: {exc}")
                 await self._close_pc(link)
                 self._set_state(link, P2PConnectionState.FAILED)
+                if _answered(link):
+                    pause = low
             link.wake.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(pause):
                     await link.wake.wait()
             pause = min(pause * 2, high)
 
-    async def _offer_once(self, link: _Link) -> None:
+    async def _offer_once(self, link: _Link, open_timeout: float) -> None:
         link.attempts += 1
         self._set_state(link, P2PConnectionState.CONNECTING)
         session = uuid.uuid4().hex
@@ -313,7 +324,7 @@ class PeerConnectionManager:
                 ) from None
             link.offering = False
             await pc.accept_answer(answer)
-            channel = await pc.wait_channel_open(self.config.connect_timeout)
+            channel = await pc.wait_channel_open(open_timeout)
         finally:
             link.offering = False
         self._attach(link, pc, channel)
@@ -424,3 +435,14 @@ class PeerConnectionManager:
         self._observe("state", peer=link.remote_id, old=old.value, new=state.value, **details)
         for callback in self._state_callbacks:
             callback(link.remote_id, old, state)
+
+
+def _answered(link: _Link) -> bool:
+    """Did the remote answer the link's last offer?"""
+    answer = link.answer
+    return (
+        answer is not None
+        and answer.done()
+        and not answer.cancelled()
+        and answer.exception() is None
+    )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ class Fault:
     value: dict[str, Any]
     backend: str = ""
     proof: str = ""
+    applied_at: float = 0.0
+    """Wall-clock time the fault took effect (before its proof was measured)."""
     _undo: list[Callable[[], Awaitable[Any]]] = field(default_factory=list, repr=False)
 
 
@@ -99,6 +102,7 @@ class Faults:
             links[d] = dict(faults)
             fault._undo.append(self._unshape(target, router, d))
         fault.backend = "+".join(sorted(backends))
+        fault.applied_at = time.time()
         async with self._failing(fault):
             counted = await router.counters()
             after = await self._probe(target)
@@ -131,6 +135,11 @@ class Faults:
             )
         if not faults:
             raise FaultError(f"shape {proxy}: no fault given")
+        for name, value in faults.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise FaultError(f"shape {proxy}: {name}: expected a number >= 0, got {value!r}")
+        if faults.get("rate_kbit") == 0:
+            raise FaultError(f"shape {proxy}: rate_kbit: expected a rate > 0, got 0")
         fault = Fault("shape", proxy, {"direction": direction, **faults}, backend="toxiproxy")
         await self._invoke(fault)
         toxiproxy = self._lab.toxiproxy
@@ -157,6 +166,7 @@ class Faults:
                 await toxiproxy.add_toxic(proxy, name, "bandwidth", {"rate": rate}, stream=stream)
                 fault._undo.append(lambda n=name: toxiproxy.remove_toxic(proxy, n))
                 toxics.append(name)
+        fault.applied_at = time.time()
         # Toxiproxy applies a toxic to every byte from the next one on; the scenarios that
         # use them measure the slower connection or round trip themselves.
         fault.proof = f"{proxy}: Toxiproxy toxics {toxics} active"
@@ -167,8 +177,79 @@ class Faults:
     async def partition(self, a: str, b: str, direction: str = "both") -> Fault:
         """Cut the direct path between peers a and b: "both", "a->b" or "b->a". A link
         relayed through TURN crosses coturn, not this path, and is not cut."""
+        near, far, router_direction = self._partition_ends(a, b, direction)
+        fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
+        address = await self.public_address(far)
+        await self._baseline_of(near)  # before the cut, for the untouched check
+        await self._invoke(fault)
+        router = self._lab.routers[self._lab.topology.lan_of(near).name]
+        answer = await router.add_partition(address, router_direction)
+        fault.applied_at = time.time()
+        fault._undo.append(lambda: router.remove_partition(answer["id"]))
+        fault.backend = "iptables"
+        async with self._failing(fault):
+            # Heartbeats flow every 0.5 s on an idle link: after 1.5 s the rule must have
+            # dropped some, if the two have a direct link at all.
+            await asyncio.sleep(1.5)
+            dropped = _dropped(await router.counters(), answer["id"])
+            untouched = await self._untouched(fault, only=[near])
+        fault.proof = f"{fault.target}: {dropped} packets dropped in 1.5 s; {untouched}"
+        return await self._ok(fault)
+
+    async def flap(
+        self,
+        a: str,
+        b: str,
+        *,
+        down_s: float,
+        up_s: float,
+        cycles: int,
+        direction: str = "both",
+    ) -> Fault:
+        """Cut the direct path a/b for `down_s`, restore it for `up_s`, `cycles` times;
+        returns when done. Each cut must drop packets (its rule's counter)."""
+        if down_s <= 0 or up_s <= 0 or cycles < 1:
+            raise FaultError("flap: down_s and up_s must be positive, cycles at least 1")
+        near, far, router_direction = self._partition_ends(a, b, direction)
+        value = {"a": a, "b": b, "direction": direction, "down_s": down_s, "up_s": up_s}
+        fault = Fault("flap", f"{a}/{b}", {**value, "cycles": cycles}, backend="iptables")
+        address = await self.public_address(far)
+        router = self._lab.routers[self._lab.topology.lan_of(near).name]
+        await self._invoke(fault)
+        fault.applied_at = time.time()
+        drops = []
+        async with self._failing(fault):
+            for cycle in range(1, cycles + 1):
+                answer = await router.add_partition(address, router_direction)
+                try:
+                    await asyncio.sleep(down_s)
+                    counters = await router.counters()
+                finally:
+                    await router.remove_partition(answer["id"])
+                drops.append(_dropped(counters, answer["id"]))
+                self._lab.history.record(
+                    "nemesis", "info", "flap", {"cycle": cycle, "dropped": drops[-1]},
+                    target=fault.target,
+                )  # fmt: skip
+                await asyncio.sleep(up_s)
+            if not all(drops):
+                raise FaultNotApplied(
+                    f"flap {fault.target}: a cut dropped nothing (packets dropped per cut: "
+                    f"{drops}); is there a direct link between them?"
+                )
+        fault.proof = (
+            f"{fault.target}: {cycles} cuts of {down_s:g} s every {down_s + up_s:g} s, "
+            f"packets dropped per cut {drops}"
+        )
+        return await self._ok(fault, active=False)
+
+    def _partition_ends(self, a: str, b: str, direction: str) -> tuple[str, str, str]:
+        """(peer whose router cuts, the other peer, the router's direction)."""
         if direction not in ("both", "a->b", "b->a"):
             raise FaultError(f"partition direction {direction!r}: expected both, a->b or b->a")
+        for peer in (a, b):
+            if peer not in self._lab.peers:
+                raise FaultError(f"partition {a}/{b}: {peer!r} is not a peer of this run")
         topology = self._lab.topology
         if topology.lan_of(a) is not None:
             near, far, outgoing = a, b, direction in ("both", "a->b")
@@ -178,40 +259,7 @@ class Faults:
             raise FaultError(
                 f"partition {a}/{b}: neither peer sits behind a router; put one on a LAN"
             )
-        router_direction = "both" if direction == "both" else ("up" if outgoing else "down")
-        fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
-        address = await self.public_address(far)
-        await self._invoke(fault)
-        router = self._lab.routers[topology.lan_of(near).name]
-        answer = await router.add_partition(address, router_direction)
-        fault._undo.append(lambda: router.remove_partition(answer["id"]))
-        fault.backend = "iptables"
-        async with self._failing(fault):
-            fault.proof = await self._prove_partition(fault, near, answer["id"])
-        return await self._ok(fault)
-
-    async def _prove_partition(self, fault: Fault, near: str, partition_id: str) -> str:
-        # Heartbeats flow every 0.5 s on an idle link: after 1.5 s the rule must have
-        # dropped some, if the two have a direct link at all.
-        router = self._lab.routers[self._lab.topology.lan_of(near).name]
-        await asyncio.sleep(1.5)
-        counters = await router.counters()
-        dropped = sum(counters["partitions"][partition_id]["dropped"].values())
-        untouched = await self._untouched(fault, only=[near])
-        return f"{fault.target}: {dropped} packets dropped in 1.5 s; {untouched}"
-
-    async def flap(self, a: str, b: str, *, down_s: float, up_s: float, cycles: int) -> list[Fault]:
-        """Partition a/b for `down_s`, heal for `up_s`, `cycles` times; returns when done."""
-        if down_s <= 0 or up_s <= 0 or cycles < 1:
-            raise FaultError("flap: down_s and up_s must be positive, cycles at least 1")
-        faults = []
-        for _ in range(cycles):
-            cut = await self.partition(a, b)
-            faults.append(cut)
-            await asyncio.sleep(down_s)
-            await self.clear(cut)
-            await asyncio.sleep(up_s)
-        return faults
+        return near, far, "both" if direction == "both" else ("up" if outgoing else "down")
 
     # ---- NAT and address changes ----
 
@@ -221,6 +269,7 @@ class Faults:
         fault = Fault("rebind", peer, {})
         await self._invoke(fault)
         answer = await self._lab.routers[lan.name].rebind()
+        fault.applied_at = time.time()
         fault.backend = "conntrack"
         async with self._failing(fault):
             after = await self._probe(peer)
@@ -262,6 +311,7 @@ class Faults:
         gateway = router_lan(prefix, new)
         await containers.exec(peer, ["ip", "route", "replace", "default", "via", gateway])
         await containers.disconnect(peer, old.network)
+        fault.applied_at = time.time()
         self._lab.topology.move(peer, new.name)
         fault.backend = "docker"
         async with self._failing(fault):
@@ -366,8 +416,9 @@ class Faults:
     async def _invoke(self, fault: Fault) -> None:
         self._lab.history.record("nemesis", "invoke", fault.kind, fault.value, target=fault.target)
 
-    async def _ok(self, fault: Fault) -> Fault:
-        self._active.append(fault)
+    async def _ok(self, fault: Fault, active: bool = True) -> Fault:
+        if active:
+            self._active.append(fault)
         self._lab.history.record(
             "nemesis",
             "ok",
@@ -379,3 +430,7 @@ class Faults:
         )
         self._lab.progress(f"proof: {fault.proof}")
         return fault
+
+
+def _dropped(counters: dict[str, Any], partition_id: str) -> int:
+    return sum(counters["partitions"][partition_id]["dropped"].values())

@@ -34,6 +34,8 @@ def faults() -> Faults:
         ("peer9", {"loss": 0.1}, "shape 'peer9': not a peer of this run"),
         ("signaling", {"loss": 0.1}, "['loss'] cannot be applied by Toxiproxy, which proxies TCP"),
         ("signaling", {}, "shape signaling: no fault given"),
+        ("signaling", {"delay_ms": -1}, "shape signaling: delay_ms: expected a number >= 0"),
+        ("turn_tcp", {"rate_kbit": 0}, "shape turn_tcp: rate_kbit: expected a rate > 0"),
     ],
 )
 async def test_bad_faults_are_refused_naming_the_setting(faults, target, options, message):
