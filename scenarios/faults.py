@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from scenarios.lab import Lab
 
 DIRECTIONS = ("up", "down", "both")
-TOXIPROXY_TARGETS = {"signaling": "signaling", "turn_tcp": "turn_tcp"}
+TOXIPROXY_TARGETS = ("signaling", "turn_tcp")
 """Toxiproxy proxies a scenario can degrade (docker/toxiproxy.json)."""
 TCP_FIELDS = {"delay_ms", "jitter_ms", "rate_kbit"}
 """What Toxiproxy can do to a TCP stream: latency (with jitter) and bandwidth."""
@@ -71,9 +71,8 @@ class Faults:
     def __init__(self, lab: Lab):
         self._lab = lab
         self._baseline: dict[str, ProbeResult] = {}
-        self._active: list[Fault] = []
         self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
-        """peer → direction → the link faults now on its router."""
+        """LAN → direction → the link faults now on its router."""
 
     # ---- shaping ----
 
@@ -91,16 +90,20 @@ class Faults:
             raise FaultError(f"shape {target}: {exc}") from None
         directions = ["up", "down"] if direction == "both" else [direction]
         fault = Fault("shape", target, {"direction": direction, **faults})
-        before = await self._baseline_of(target)
+        # Every peer behind the same router shares the link; the others must not change.
+        sharing = [p for p in self._lab.peers if self._lab.topology.lan_of(p) is lan]
+        bystanders = self._bystanders(exclude=sharing)
+        await self._take_baselines([target, *bystanders])
+        before = self._baseline[target]
         await self._invoke(fault)
         router = self._lab.routers[lan.name]
-        links = self._shaped.setdefault(target, {"up": {}, "down": {}})
+        links = self._shaped.setdefault(lan.name, {"up": {}, "down": {}})
         backends = set()
         for d in directions:
             answer = await router.set_faults(d, faults)
             backends.add(answer.get("backend", "?"))
             links[d] = dict(faults)
-            fault._undo.append(self._unshape(target, router, d))
+            fault._undo.append(self._unshape(lan.name, router, d))
         fault.backend = "+".join(sorted(backends))
         fault.applied_at = time.time()
         async with self._failing(fault):
@@ -115,14 +118,14 @@ class Faults:
             effect = expected_effect(links["up"], links["down"])
             what = f"{target}'s {direction} link (router {lan.name})"
             proof = judge(what, effect, before, after, queued)
-            untouched = await self._untouched(fault, exclude=lan.peers)
+            untouched = await self._untouched(fault, bystanders)
         fault.proof = f"{proof} [{fault.backend}]; {untouched}"
         return await self._ok(fault)
 
-    def _unshape(self, peer: str, router: Any, direction: str) -> Callable[[], Awaitable[Any]]:
+    def _unshape(self, lan: str, router: Any, direction: str) -> Callable[[], Awaitable[Any]]:
         async def undo() -> None:
             await router.clear_faults(direction)
-            self._shaped[peer][direction] = {}
+            self._shaped[lan][direction] = {}
 
         return undo
 
@@ -180,7 +183,7 @@ class Faults:
         near, far, router_direction = self._partition_ends(a, b, direction)
         fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
         address = await self.public_address(far)
-        await self._baseline_of(near)  # before the cut, for the untouched check
+        await self._take_baselines([near])  # before the cut, for the untouched check
         await self._invoke(fault)
         router = self._lab.routers[self._lab.topology.lan_of(near).name]
         answer = await router.add_partition(address, router_direction)
@@ -192,7 +195,7 @@ class Faults:
             # dropped some, if the two have a direct link at all.
             await asyncio.sleep(1.5)
             dropped = _dropped(await router.counters(), answer["id"])
-            untouched = await self._untouched(fault, only=[near])
+            untouched = await self._untouched(fault, [near])
         fault.proof = f"{fault.target}: {dropped} packets dropped in 1.5 s; {untouched}"
         return await self._ok(fault)
 
@@ -241,7 +244,7 @@ class Faults:
             f"{fault.target}: {cycles} cuts of {down_s:g} s every {down_s + up_s:g} s, "
             f"packets dropped per cut {drops}"
         )
-        return await self._ok(fault, active=False)
+        return await self._ok(fault)
 
     def _partition_ends(self, a: str, b: str, direction: str) -> tuple[str, str, str]:
         """(peer whose router cuts, the other peer, the router's direction)."""
@@ -335,16 +338,10 @@ class Faults:
         for undo in reversed(fault._undo):
             await undo()
         fault._undo.clear()
-        with contextlib.suppress(ValueError):
-            self._active.remove(fault)
         self._lab.history.record(
             "nemesis", "ok", f"clear-{fault.kind}", fault.value, target=fault.target
         )
         self._lab.progress(f"cleared {fault.kind} {fault.target}")
-
-    async def clear_all(self) -> None:
-        for fault in list(self._active):
-            await self.clear(fault)
 
     # ---- helpers ----
 
@@ -375,39 +372,35 @@ class Faults:
             self._lab.containers, peer, server, count=count, interval=PROOF_INTERVAL
         )
 
-    async def _baseline_of(self, peer: str) -> ProbeResult:
-        if peer not in self._baseline:
-            self._baseline[peer] = await self._probe(peer)
-        return self._baseline[peer]
+    async def _take_baselines(self, peers: Sequence[str]) -> None:
+        """Probe the peers that have no baseline yet (in parallel), before a fault."""
+        missing = [p for p in peers if p not in self._baseline]
+        results = await asyncio.gather(*(self._probe(p) for p in missing))
+        self._baseline.update(zip(missing, results, strict=True))
 
-    async def _untouched(
-        self, fault: Fault, *, exclude: Sequence[str] = (), only: Sequence[str] = ()
-    ) -> str:
-        """Probe the peers a fault must not touch (`only` these, or every unshaped peer
-        not in `exclude`) against their baselines, in parallel."""
-        others = list(only) or [
-            p for p in self._lab.peers if p not in exclude and self._is_clean(p)
-        ]
-        if not others:
+    def _bystanders(self, exclude: Sequence[str]) -> list[str]:
+        """The peers a fault must leave alone: not excluded, and not behind a router
+        that is shaped now (their round trip has a reason to differ from the baseline)."""
+        shaped = {lan for lan, links in self._shaped.items() if any(links.values())}
+        placement = self._lab.topology.placement
+        return [p for p in self._lab.peers if p not in exclude and placement.get(p) not in shaped]
+
+    async def _untouched(self, fault: Fault, peers: Sequence[str]) -> str:
+        """Probe `peers` against the baselines taken before the fault, in parallel."""
+        if not peers:
             return "no other peer to check"
-        baselines = [await self._baseline_of(p) for p in others]
-        now = await asyncio.gather(*(self._probe(p, count=40) for p in others))
+        now = await asyncio.gather(*(self._probe(p, count=40) for p in peers))
         cause = f"{fault.kind} {fault.target}"
         return "; ".join(
-            judge_untouched(p, b, n, cause) for p, b, n in zip(others, baselines, now, strict=True)
+            judge_untouched(p, self._baseline[p], n, cause) for p, n in zip(peers, now, strict=True)
         )
-
-    def _is_clean(self, peer: str) -> bool:
-        links = self._shaped.get(peer, {})
-        return not any(links.values())
 
     @contextlib.asynccontextmanager
     async def _failing(self, fault: Fault) -> AsyncIterator[None]:
-        """A failed proof is recorded as such; the fault stays active until teardown."""
+        """A failed proof is recorded as such; the fault stays in place until teardown."""
         try:
             yield
         except Exception as exc:
-            self._active.append(fault)
             self._lab.history.record(
                 "nemesis", "fail", fault.kind, fault.value, target=fault.target, error=str(exc)
             )
@@ -416,9 +409,7 @@ class Faults:
     async def _invoke(self, fault: Fault) -> None:
         self._lab.history.record("nemesis", "invoke", fault.kind, fault.value, target=fault.target)
 
-    async def _ok(self, fault: Fault, active: bool = True) -> Fault:
-        if active:
-            self._active.append(fault)
+    async def _ok(self, fault: Fault) -> Fault:
         self._lab.history.record(
             "nemesis",
             "ok",

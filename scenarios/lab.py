@@ -1,4 +1,5 @@
-"""`Lab`: what a scenario script gets — the running stack, its agents, Toxiproxy, Docker
+"""`Lab`: what a scenario script gets — the running stack, its agents, its NAT routers
+(their NAT types proven at start), Toxiproxy, the fault vocabulary (`lab.faults`), Docker
 actions, progress reporting and delivery checks — and the guarantee that it is torn down.
 
     async with Lab.open("two_peers", peers=2, seed=1) as lab:
@@ -6,7 +7,8 @@ actions, progress reporting and delivery checks — and the guarantee that it is
         ...
 
 On exit (normal, failure or Ctrl-C) the lab saves the run's evidence into its results
-folder (every agent's event log, every container's log, Toxiproxy's state) and removes
+folder (every agent's event log, every container's log, Toxiproxy's and the routers'
+state; the fault history is written as it happens), removes its host NOTRACK rules and
 every container, network and volume of its Compose project.
 """
 
