@@ -5,6 +5,8 @@ duplicate twice fails here (make suite-check runs that agent)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from scenarios.lab import Lab
 
 PEERS = 2
@@ -12,17 +14,26 @@ TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}
 ENV = {"RETRANSMIT_AFTER": "0.3"}
 """An eager retransmission timer, so that copies of delivered messages (whose ack was
 lost or late) really cross the path: the receiver must drop every one."""
-MESSAGES = 300
+BURSTS, BURST_SIZE, BURST_GAP = 60, 5, 0.35
+"""Messages go in bursts with quiet gaps: a loss at a burst's tail (the last message or
+its SACK) leaves SCTP waiting for its own retransmission timeout (1 s and more), so the
+agent's 0.3 s timer fires first and a copy crosses the path, dozens of times a run. A
+steady stream would have SCTP repair nearly every loss within a round trip."""
 FAULTS = {"loss": 0.2, "reorder": 0.1, "reorder_gap_ms": 30}
+
+
+async def _bursts(lab: Lab, a: str, b: str) -> None:
+    await lab.send_every_type(a, b, "lossy")
+    for _ in range(BURSTS):
+        await lab.send_texts(a, b, "lossy", BURST_SIZE)
+        await asyncio.sleep(BURST_GAP)
 
 
 async def run(lab: Lab) -> None:
     await lab.connect("peer1", "peer2")
     await lab.faults.shape("peer1", "both", **FAULTS)
-    for a, b in (("peer1", "peer2"), ("peer2", "peer1")):
-        await lab.send_every_type(a, b, "lossy")
-        await lab.send_texts(a, b, "lossy", MESSAGES, pause=0.01)
     pairs = [("peer1", "peer2"), ("peer2", "peer1")]
+    await asyncio.gather(*(_bursts(lab, a, b) for a, b in pairs))
     await lab.assert_delivered(pairs, timeout=120)
     await lab.assert_same_history("peer1", "peer2", "lossy")
     retransmitted = {
