@@ -1,7 +1,7 @@
-"""20 % random loss both ways plus reordering on the UDP data path (peer1's router):
-every message is still delivered exactly once and in order, and the agents' own
-retransmissions show in the event logs. An agent that delivers a retransmitted
-duplicate twice fails here (make suite-check runs that agent)."""
+"""20 % random loss both ways plus reordering on the UDP data path (peer1's router), and
+two 1 s one-way cuts of the ack path: every message is still delivered exactly once and
+in order, and the agents' own retransmissions show in the event logs. An agent that
+delivers a retransmitted duplicate twice fails here (make suite-check runs that agent)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,20 @@ async def _bursts(lab: Lab, a: str, b: str) -> None:
         await asyncio.sleep(BURST_GAP)
 
 
+async def _ack_path_cuts(lab: Lab) -> None:
+    """Two 1 s cuts of the path from peer2 to peer1 alone, in the middle of the bursts:
+    peer1's messages still arrive but their acks do not, so its 0.3 s timer sends copies
+    of delivered messages — however kind the random losses were in this run. Shorter
+    than the heartbeat timeout: nobody reports a disconnection."""
+    await asyncio.sleep(3.0)
+    await lab.faults.flap("peer1", "peer2", down_s=1.0, up_s=4.0, cycles=2, direction="b->a")
+
+
 async def run(lab: Lab) -> None:
     await lab.connect("peer1", "peer2")
     await lab.faults.shape("peer1", "both", **FAULTS)
     pairs = [("peer1", "peer2"), ("peer2", "peer1")]
-    await asyncio.gather(*(_bursts(lab, a, b) for a, b in pairs))
+    await asyncio.gather(*(_bursts(lab, a, b) for a, b in pairs), _ack_path_cuts(lab))
     await lab.assert_delivered(pairs, timeout=120)
     await lab.assert_same_history("peer1", "peer2", "lossy")
     retransmitted = {
