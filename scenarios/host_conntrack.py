@@ -17,10 +17,7 @@ and needs no iptables on the machine running PeerLab.
 
 from __future__ import annotations
 
-import asyncio
 import shlex
-
-import docker
 
 from scenarios.stack import Containers
 
@@ -49,15 +46,8 @@ def remove_script(tag: str) -> str:
     )
 
 
-def bridge_name(network_attrs: dict) -> str:
-    """The Linux bridge of a Docker bridge network (its option, else br-<id[:12]>)."""
-    options = network_attrs.get("Options") or {}
-    return options.get("com.docker.network.bridge.name") or f"br-{network_attrs['Id'][:12]}"
-
-
 class HostConntrackExemption:
     def __init__(self, containers: Containers, image: str = IPTABLES_IMAGE):
-        self.project = containers.project
         self.tag = f"peerlab:{containers.project}"
         self._containers = containers
         self._image = image
@@ -65,40 +55,22 @@ class HostConntrackExemption:
 
     async def install(self, networks: list[str]) -> list[str]:
         """Exempt the project's networks (Compose names, e.g. "lab"); their bridges."""
-        bridges = await asyncio.to_thread(self._bridges, networks)
-        await self._run(exempt_script(bridges, self.tag))
+        bridges = [await self._containers.bridge(n) for n in networks]
+        await self._run("notrack-add", exempt_script(bridges, self.tag))
         self.installed = True
         return bridges
 
     async def remove(self) -> None:
         if self.installed:
-            await self._run(remove_script(self.tag))
+            await self._run("notrack-remove", remove_script(self.tag))
             self.installed = False
 
-    def _bridges(self, networks: list[str]) -> list[str]:
-        client = docker.from_env(version="auto", timeout=60)
-        try:
-            return [
-                bridge_name(client.networks.get(self._containers.network(n)).attrs)
-                for n in networks
-            ]
-        finally:
-            client.close()
-
-    async def _run(self, script: str) -> None:
-        def run() -> None:
-            client = docker.from_env(version="auto", timeout=60)
-            try:
-                client.containers.run(
-                    self._image,
-                    [script],
-                    entrypoint=["sh", "-c"],
-                    network_mode="host",
-                    cap_add=["NET_ADMIN"],
-                    labels={"com.docker.compose.project": self.project},
-                    remove=True,
-                )
-            finally:
-                client.close()
-
-        await asyncio.to_thread(run)
+    async def _run(self, name: str, script: str) -> None:
+        await self._containers.run_helper(
+            name,
+            self._image,
+            ["sh", "-c", script],
+            timeout=60,
+            network_mode="host",
+            cap_add=["NET_ADMIN"],
+        )

@@ -10,13 +10,9 @@ and make a later filtering verdict read "independent".
 from __future__ import annotations
 
 import asyncio
-import contextlib
-
-import docker
-from docker.errors import ContainerError, NotFound
 
 from router.natdiscovery import classify
-from scenarios.stack import Containers
+from scenarios.stack import Containers, StackError
 from scenarios.topology import Topology, stun_addresses
 
 COTURN_IMAGE = "peerlab/coturn:dev"
@@ -62,35 +58,17 @@ async def _verify(containers: Containers, peer: str, nat: str, prefix: str, imag
 
 
 async def _natdiscovery(containers: Containers, peer: str, args: list[str], image: str) -> str:
-    """Run turnutils_natdiscovery in `peer`'s network namespace; its output."""
+    """Run turnutils_natdiscovery in `peer`'s network namespace; its output (a verdict of
+    "no answer" may come with a non-zero exit)."""
     target = await asyncio.to_thread(containers.container, peer)
-    name = f"{containers.project}-natcheck-{peer}-{args[0].strip('-')}"
-    client = docker.from_env(version="auto", timeout=int(TEST_TIMEOUT) + 30)
-
-    def run() -> str:
-        try:
-            output = client.containers.run(
-                image,
-                ["turnutils_natdiscovery", *args],
-                name=name,
-                network_mode=f"container:{target.id}",
-                labels={"com.docker.compose.project": containers.project},
-                remove=True,
-                stdout=True,
-                stderr=True,
-            )
-        except ContainerError as exc:  # a verdict of "no answer" may exit non-zero
-            output = exc.stderr or b""
-        return output.decode(errors="replace")
-
     try:
-        return await asyncio.wait_for(asyncio.to_thread(run), TEST_TIMEOUT)
-    except TimeoutError:
-        with contextlib.suppress(NotFound):
-            await asyncio.to_thread(lambda: client.containers.get(name).remove(force=True))
-        raise NatMismatch(
-            f"turnutils_natdiscovery {' '.join(args)} in {peer}'s namespace took over "
-            f"{TEST_TIMEOUT:g}s"
-        ) from None
-    finally:
-        client.close()
+        return await containers.run_helper(
+            f"natcheck-{peer}-{args[0].strip('-')}",
+            image,
+            ["turnutils_natdiscovery", *args],
+            timeout=TEST_TIMEOUT,
+            check=False,
+            network_mode=f"container:{target.id}",
+        )
+    except StackError as exc:
+        raise NatMismatch(f"turnutils_natdiscovery {' '.join(args)} for {peer}: {exc}") from None

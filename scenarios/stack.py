@@ -9,12 +9,15 @@ Each run gets its own project name, so runs never touch each other's containers,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import docker
+from docker.errors import ContainerError, NotFound
 from docker.models.containers import Container
 
 from scenarios.subnets import used_networks
@@ -30,6 +33,12 @@ BUILTIN_PEERS = 3
 
 class StackError(RuntimeError):
     pass
+
+
+def bridge_name(network_attrs: dict) -> str:
+    """The Linux bridge of a Docker bridge network (its option, else br-<id[:12]>)."""
+    options = network_attrs.get("Options") or {}
+    return options.get("com.docker.network.bridge.name") or f"br-{network_attrs['Id'][:12]}"
 
 
 def peer_names(count: int) -> list[str]:
@@ -217,6 +226,57 @@ class Containers:
             return networks[self.network(network)]["IPAddress"]
         except KeyError:
             raise StackError(f"{service} is not on network {network!r}") from None
+
+    async def run_helper(
+        self,
+        name: str,
+        image: str,
+        command: list[str],
+        *,
+        timeout: float,
+        check: bool = True,
+        **options: Any,
+    ) -> str:
+        """Run a short-lived container for the project (labelled with it, so teardown's
+        leftover check sees it; removed when it exits, or killed after `timeout`); its
+        output. A non-zero exit raises StackError, or with `check=False` returns what it
+        printed on stderr. `options` go to the Docker SDK's run."""
+        name = f"{self.project}-{name}"
+
+        def run() -> bytes:
+            try:
+                return self._client.containers.run(
+                    image,
+                    command,
+                    name=name,
+                    labels={"com.docker.compose.project": self.project},
+                    remove=True,
+                    stdout=True,
+                    stderr=True,
+                    **options,
+                )
+            except ContainerError as exc:
+                if check:
+                    raise StackError(
+                        f"helper container {name} `{' '.join(command)}` exited "
+                        f"{exc.exit_status}: {(exc.stderr or b'').decode(errors='replace')[-500:]}"
+                    ) from None
+                return exc.stderr or b""
+
+        try:
+            output = await asyncio.wait_for(asyncio.to_thread(run), timeout)
+        except TimeoutError:
+            with contextlib.suppress(NotFound):
+                await asyncio.to_thread(
+                    lambda: self._client.containers.get(name).remove(force=True)
+                )
+            raise StackError(f"helper container {name} ran over {timeout:g}s") from None
+        return output.decode(errors="replace")
+
+    async def bridge(self, network: str) -> str:
+        """The Linux bridge of one of the project's networks (its option, or br-<id>)."""
+        net = await asyncio.to_thread(self._client.networks.get, self.network(network))
+        return bridge_name(net.attrs)
 
     def used_networks(self) -> list[ipaddress.IPv4Network]:
         return used_networks(self._client)

@@ -8,7 +8,8 @@ import random
 
 import pytest
 
-from scenarios.host_conntrack import bridge_name, exempt_script, remove_script
+from scenarios.host_conntrack import exempt_script, remove_script
+from scenarios.stack import bridge_name
 from scenarios.subnets import NoFreeSubnet, pick_prefix
 from scenarios.topology import (
     TopologyError,
