@@ -24,6 +24,10 @@ DEFAULT_NAT = "port-restricted"
 DEFAULT_SEED = 0
 DEFAULT_CONTROL_PORT = 8080
 DEFAULT_SHAPER = "auto"
+# Linux NAT does not hairpin; most home routers do (RFC 4787 REQ-9 asks for it). Off by
+# default so that a LAN behaves as before unless a scenario asks.
+DEFAULT_HAIRPIN = False
+_BOOLEANS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
 
 class ConfigError(ValueError):
@@ -38,6 +42,7 @@ class RouterConfig:
     wan_spare: str | None
     lan_hosts: tuple[str, ...]
     nat: str
+    hairpin: bool
     seed: int
     control_port: int
     shaper: str
@@ -60,6 +65,12 @@ def from_env(env: Mapping[str, str]) -> RouterConfig:
         )
     hosts = parse_hosts(env.get("ROUTER_LAN_HOSTS", ""), lan)
     nat = check_nat_type(env.get("ROUTER_NAT", DEFAULT_NAT).strip(), hosts, "ROUTER_NAT")
+    hairpin_text = env.get("ROUTER_HAIRPIN", "").strip().lower()
+    if hairpin_text and hairpin_text not in _BOOLEANS:
+        raise ConfigError(
+            f"ROUTER_HAIRPIN: expected one of {', '.join(_BOOLEANS)}, got {hairpin_text!r}"
+        )
+    hairpin = check_hairpin(_BOOLEANS.get(hairpin_text, DEFAULT_HAIRPIN), nat, "ROUTER_HAIRPIN")
     shaper = env.get("ROUTER_SHAPER", DEFAULT_SHAPER).strip()
     if shaper not in SHAPER_BACKENDS:
         raise ConfigError(
@@ -75,6 +86,7 @@ def from_env(env: Mapping[str, str]) -> RouterConfig:
         wan_spare=spare,
         lan_hosts=hosts,
         nat=nat,
+        hairpin=hairpin,
         seed=_integer(env, "ROUTER_SEED", DEFAULT_SEED),
         control_port=port,
         shaper=shaper,
@@ -98,6 +110,19 @@ def check_nat_type(nat: object, lan_hosts: tuple[str, ...], setting: str) -> str
             f"one in ROUTER_LAN_HOSTS; got {len(lan_hosts)} ({', '.join(lan_hosts) or 'none'})"
         )
     return nat
+
+
+def check_hairpin(hairpin: object, nat: str, setting: str) -> bool:
+    """`hairpin` if it is a boolean the NAT type `nat` can take; `setting` names the
+    source (ROUTER_HAIRPIN, or the API field "hairpin") in the error."""
+    if not isinstance(hairpin, bool):
+        raise ConfigError(f"{setting}: expected true or false, got {hairpin!r}")
+    if hairpin and nat == "udp-blocked":
+        raise ConfigError(
+            f"{setting}: a udp-blocked router lets no UDP through, so it has no mapping to "
+            "hairpin; turn hairpinning off or pick another NAT type"
+        )
+    return hairpin
 
 
 def parse_ipv4(text: object, setting: str) -> str:

@@ -104,6 +104,7 @@ class ControlServer:
                 "status": "ok",
                 "router": self.config.name,
                 "nat": self.router.nat,
+                "hairpin": self.router.hairpin,
                 "wan": self.router.wan,
                 "lan": self.config.lan_address,
                 "shaper": self.shaper_backend(),
@@ -116,6 +117,7 @@ class ControlServer:
             {
                 "router": self.config.name,
                 "nat": self.router.nat,
+                "hairpin": self.router.hairpin_state(),
                 "wan": self.router.wan,
                 "wan_primary": self.config.wan_address,
                 "wan_spare": self.config.wan_spare,
@@ -131,10 +133,15 @@ class ControlServer:
 
     async def set_nat(self, request: web.Request) -> web.Response:
         body = await _body(request)
-        if "type" not in body:
-            raise BadRequest("missing field 'type'")
-        await self.router.set_nat(body["type"])
-        return web.json_response({"nat": self.router.nat, "wan": self.router.wan})
+        unknown = sorted(set(body) - {"type", "hairpin"})
+        if unknown:
+            raise BadRequest(f"unknown field(s) {', '.join(unknown)}: expected type, hairpin")
+        if not body:
+            raise BadRequest("missing field 'type' (and/or 'hairpin')")
+        await self.router.set_nat(body.get("type"), body.get("hairpin"))
+        return web.json_response(
+            {"nat": self.router.nat, "hairpin": self.router.hairpin, "wan": self.router.wan}
+        )
 
     async def set_faults(self, request: web.Request) -> web.Response:
         direction = _direction(request)

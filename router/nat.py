@@ -17,7 +17,11 @@ NAT types (RFC 4787; docs/router.md has the why of each rule):
 - udp-blocked: a firewall: UDP from the LAN is dropped, TCP leaves through SNAT.
 Every type drops new UDP arriving on the WAN in INPUT: otherwise the conntrack entry an
 unsolicited packet leaves behind takes the port a LAN host's mapping would get, and hole
-punching fails (docs/router.md).
+punching fails (docs/router.md). For the same reason new UDP from the LAN to the router's
+external address is dropped: a hairpinned packet that comes before its translation
+(router/hairpin.py) must leave no entry that would keep later ones from being translated.
+With hairpinning on, the hairpin chains get their static rules here and their
+per-mapping ones from router/hairpin.py.
 """
 
 from __future__ import annotations
@@ -25,21 +29,35 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from router.config import ConfigError, check_nat_type, parse_ipv4
+from router.config import ConfigError, check_hairpin, check_nat_type, parse_ipv4
+from router.hairpin import HAIRPIN_DNAT, HAIRPIN_SNAT
 
 Rule = list[str]
 
 # The router's chains: (table, built-in chain it hangs from, position there). The
-# partitions come first in FORWARD so that they cut established flows too.
+# partitions come first in FORWARD so that they cut established flows too. The hairpin
+# chains match only packets entering (DNAT) or leaving (SNAT) on the LAN side, the NAT
+# chains only the WAN side: their order does not matter.
 CHAINS = {
     "PEERLAB_INPUT": ("filter", "INPUT", 1),
+    "PEERLAB_OUTPUT": ("filter", "OUTPUT", 1),
     "PEERLAB_PARTITIONS": ("filter", "FORWARD", 1),
     "PEERLAB_FORWARD": ("filter", "FORWARD", 2),
     "PEERLAB_PREROUTING": ("nat", "PREROUTING", 1),
+    HAIRPIN_DNAT: ("nat", "PREROUTING", 2),
     "PEERLAB_POSTROUTING": ("nat", "POSTROUTING", 1),
+    HAIRPIN_SNAT: ("nat", "POSTROUTING", 2),
 }
 # What a NAT change replaces (partitions stay, with their counters).
-NAT_CHAINS = ("PEERLAB_INPUT", "PEERLAB_FORWARD", "PEERLAB_PREROUTING", "PEERLAB_POSTROUTING")
+NAT_CHAINS = (
+    "PEERLAB_INPUT",
+    "PEERLAB_OUTPUT",
+    "PEERLAB_FORWARD",
+    "PEERLAB_PREROUTING",
+    HAIRPIN_DNAT,
+    "PEERLAB_POSTROUTING",
+    HAIRPIN_SNAT,
+)
 PARTITION_DIRECTIONS = ("both", "up", "down")
 PARTITION_COMMENT_PREFIX = "peerlab-partition"
 
@@ -80,8 +98,10 @@ def nat_rules(
     snat_address: str,
     lan_hosts: tuple[str, ...],
     generation: int = 0,
+    hairpin: bool = False,
 ) -> list[Rule]:
-    """The contents of NAT_CHAINS for NAT type `nat`, translating the LAN to `snat_address`."""
+    """The contents of NAT_CHAINS for NAT type `nat`, translating the LAN to `snat_address`
+    (with hairpinning: the static part of the hairpin chains)."""
     nat = check_nat_type(nat, lan_hosts, "type")
     snat_address = parse_ipv4(snat_address, "snat_address")
     network = ipaddress.IPv4Network(links.lan_network)
@@ -95,8 +115,10 @@ def nat_rules(
     recent = recent_list_name(generation)
     out_udp = ["-i", lan, "-o", wan, "-p", "udp"]
     rules: list[Rule] = [
-        # The trap: see the module docstring.
+        # The traps: see the module docstring.
         ["-t", "filter", "-A", "PEERLAB_INPUT", "-i", wan, "-p", "udp",
+         "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"],
+        ["-t", "filter", "-A", "PEERLAB_INPUT", "-i", lan, "-d", snat_address, "-p", "udp",
          "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"],
     ]  # fmt: skip
     forward = "-t", "filter", "-A", "PEERLAB_FORWARD"
@@ -116,6 +138,8 @@ def nat_rules(
              "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"]
         )  # fmt: skip
     rules.append([*forward, "-i", wan, "-o", lan, "-j", "DROP"])
+    if check_hairpin(hairpin, nat, "hairpin"):
+        rules += _hairpin_static_rules(nat, links, snat_address)
 
     if nat in ("full-cone", "address-restricted"):
         only_contacted = (
@@ -132,6 +156,26 @@ def nat_rules(
         snat.append("--random-fully")
     rules.append(["-t", "nat", "-A", "PEERLAB_POSTROUTING", "-o", wan, "-s", str(network), *snat])
     return rules
+
+
+def _hairpin_static_rules(nat: str, links: Links, snat_address: str) -> list[Rule]:
+    lan = links.lan_if
+    fallback = ["-j", "SNAT", "--to-source", snat_address]
+    if nat == "symmetric":
+        fallback.append("--random-fully")
+    return [
+        # Forwarding a hairpinned packet back out of the LAN interface would make the
+        # kernel tell the sender to "go direct" to the external address's new owner: an
+        # ICMP redirect the sender's kernel may follow, sending the next packets, still
+        # addressed to the router, to the other host, which drops them.
+        ["-t", "filter", "-A", "PEERLAB_OUTPUT", "-o", lan, "-p", "icmp",
+         "--icmp-type", "redirect", "-j", "DROP"],
+        ["-t", "filter", "-A", "PEERLAB_FORWARD", "-i", lan, "-o", lan,
+         "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT"],
+        # After the per-mapping rules router/hairpin.py inserts at the top.
+        ["-t", "nat", "-A", HAIRPIN_SNAT, "-o", lan, "-s", links.lan_network,
+         "-m", "conntrack", "--ctstate", "DNAT", *fallback],
+    ]  # fmt: skip
 
 
 def check_partition(address: object, direction: object) -> tuple[str, str]:

@@ -1,11 +1,13 @@
 """The router's netfilter state and the tools that change it.
 
 `Netfilter` runs the tools: iptables-restore (rule lists from router/nat.py, applied
-atomically per call), iptables-save (partition counters), conntrack (flush), ip (addresses).
-`NatRouter` owns what the router has installed — NAT type, SNAT address, partitions — and
-changes it only with rules nat.py has built and validated, so a bad request never reaches
-iptables. The text formats (restore script, counters, addresses) are parsed and written by
-the pure functions at the top, which the unit tests cover.
+atomically per call), iptables-save (partition counters), conntrack (flush, list, events),
+ip (addresses). `NatRouter` owns what the router has installed — NAT type, SNAT address,
+partitions, hairpin translations — and changes it only with rules nat.py or hairpin.py
+have built and validated, so a bad request never reaches iptables. With hairpinning on,
+it follows `conntrack -E` and feeds every UDP flow to the hairpin table. The text
+formats (restore script, counters, addresses) are parsed and written by the pure
+functions at the top, which the unit tests cover.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 import re
 import shlex
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.config import ConfigError, RouterConfig, check_nat_type
+from router.config import ConfigError, RouterConfig, check_hairpin, check_nat_type
+from router.hairpin import Flow, HairpinTable, parse_flow
 from router.nat import (
     CHAINS,
     NAT_CHAINS,
@@ -36,6 +40,15 @@ from router.nat import (
 )
 
 Runner = Callable[[Sequence[str], str | None], Awaitable[str]]
+
+log = logging.getLogger(__name__)
+
+# conntrack's netlink receive buffer for events: a burst of new flows (ICE checks) must
+# not overrun it (ENOBUFS loses events; the watcher then resyncs from a listing).
+CONNTRACK_EVENT_BUFFER = 4 * 1024 * 1024
+CONNTRACK_EVENTS = ["conntrack", "-E", "-p", "udp", "-e", "NEW,DESTROY", "-o", "id",
+                    "-b", str(CONNTRACK_EVENT_BUFFER)]  # fmt: skip
+WATCHER_RESTART_DELAY = 0.5
 
 
 class NetfilterError(RuntimeError):
@@ -173,6 +186,33 @@ class Netfilter:
     async def flush_conntrack(self) -> None:
         await self._run(["conntrack", "-F"], None)
 
+    async def udp_flows(self) -> list[Flow]:
+        listing = await self._run(["conntrack", "-L", "-p", "udp", "-o", "id"], None)
+        return [flow for line in listing.splitlines() if (flow := parse_flow(line))]
+
+    async def conntrack_events(self) -> AsyncIterator[str | None]:
+        """Runs `conntrack -E` for new and destroyed UDP flows: yields None once it has
+        started, then each line it prints; NetfilterError (with its stderr) when it exits."""
+        process = await asyncio.create_subprocess_exec(
+            *CONNTRACK_EVENTS,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None and process.stderr is not None
+        try:
+            yield None
+            while line := await process.stdout.readline():
+                yield line.decode(errors="replace")
+            err = (await process.stderr.read()).decode(errors="replace").strip()
+            raise NetfilterError(
+                f"`{shlex.join(CONNTRACK_EVENTS)}` exited ({await process.wait()}): {err}"
+            )
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+
     async def addresses(self) -> list[Address]:
         return parse_addresses(await self._run(["ip", "-j", "-4", "addr", "show"], None))
 
@@ -199,7 +239,11 @@ class NatRouter:
         self._config = config
         self.links = links
         self.nat = config.nat
+        self.hairpin = config.hairpin
         self.wan = config.wan_address
+        self._hairpin_table = self._new_hairpin_table()
+        self._watcher: asyncio.Task[None] | None = None
+        self.hairpin_errors = 0
         # Bumped by every NAT change: names a fresh `recent` list (nat.recent_list_name).
         self._generation = 0
         self._partitions: dict[str, Partition] = {}
@@ -215,13 +259,17 @@ class NatRouter:
             with contextlib.suppress(NetfilterError):
                 await self._netfilter.apply(unhook_rules())
             await self._netfilter.apply([*rules, *hook_rules()], replace_chains=CHAINS)
+        self._follow_conntrack()
 
-    async def set_nat(self, nat: object) -> None:
-        """Switch to NAT type `nat` (validated first, error naming "type") and forget every
-        mapping (conntrack flush)."""
-        nat = check_nat_type(nat, self._config.lan_hosts, "type")
+    async def set_nat(self, nat: object = None, hairpin: object = None) -> None:
+        """Switch to NAT type `nat` and/or hairpinning on or off (None: unchanged; each
+        validated first, errors naming "type" or "hairpin") and forget every mapping
+        (conntrack flush)."""
+        nat = check_nat_type(self.nat if nat is None else nat, self._config.lan_hosts, "type")
+        hairpin = check_hairpin(self.hairpin if hairpin is None else hairpin, nat, "hairpin")
         async with self._lock:
-            await self._replace(nat, self.wan)
+            await self._replace(nat, self.wan, hairpin)
+        self._follow_conntrack()
 
     async def rebind(self) -> tuple[str, str]:
         """SNAT to the other WAN address (primary <-> spare) and forget every mapping."""
@@ -231,7 +279,7 @@ class NatRouter:
         async with self._lock:
             before = self.wan
             after = spare if before == self._config.wan_address else self._config.wan_address
-            await self._replace(self.nat, after)
+            await self._replace(self.nat, after, self.hairpin)
             return before, after
 
     async def add_partition(self, address: object, direction: object) -> Partition:
@@ -266,22 +314,108 @@ class NatRouter:
             for pid, p in self._partitions.items()
         }
 
+    def hairpin_state(self) -> dict[str, Any]:
+        """Whether hairpinning is on, the mappings it translates, failed rule updates."""
+        return {
+            "on": self.hairpin,
+            "mappings": [
+                {"internal": f"{m.internal}:{m.internal_port}", "external_port": m.external_port}
+                for m in self._hairpin_table.mappings()
+            ],
+            "errors": self.hairpin_errors,
+        }
+
     async def close(self) -> None:
         """Removes every rule and chain of the router."""
+        await self._stop_following()
         async with self._lock:
             flush = [["-t", table, "-F", chain] for chain, (table, _, _) in CHAINS.items()]
             delete = [["-t", table, "-X", chain] for chain, (table, _, _) in CHAINS.items()]
             await self._netfilter.apply([*unhook_rules(), *flush, *delete])
             self._partitions.clear()
 
-    def _nat_rules(self, nat: str, snat_address: str, generation: int) -> list[Rule]:
-        return nat_rules(nat, self.links, snat_address, self._config.lan_hosts, generation)
+    def _nat_rules(
+        self, nat: str, snat_address: str, generation: int, hairpin: bool | None = None
+    ) -> list[Rule]:
+        hairpin = self.hairpin if hairpin is None else hairpin
+        return nat_rules(nat, self.links, snat_address, self._config.lan_hosts, generation, hairpin)
 
-    async def _replace(self, nat: str, snat_address: str) -> None:
+    def _new_hairpin_table(self) -> HairpinTable:
+        return HairpinTable(
+            self.links.lan_if, self.links.lan_network, self.wan, self.nat == "symmetric"
+        )
+
+    async def _replace(self, nat: str, snat_address: str, hairpin: bool) -> None:
         generation = self._generation + 1
-        rules = self._nat_rules(nat, snat_address, generation)
+        rules = self._nat_rules(nat, snat_address, generation, hairpin)
         await self._netfilter.apply(rules, replace_chains=NAT_CHAINS)
-        self.nat, self.wan, self._generation = nat, snat_address, generation
+        self.nat, self.wan, self._generation, self.hairpin = nat, snat_address, generation, hairpin
+        # The hairpin chains were emptied with the others.
+        self._hairpin_table = self._new_hairpin_table()
         # Existing mappings would keep the old translation: a NAT change or a rebind
         # starts from no mapping at all, as a rebooted or re-addressed NAT would.
         await self._netfilter.flush_conntrack()
+
+    # ---- hairpinning: following conntrack ----
+
+    def _follow_conntrack(self) -> None:
+        """Start following conntrack when hairpinning is on, stop when it is off."""
+        if self.hairpin and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch_conntrack())
+        elif not self.hairpin and self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+
+    async def _stop_following(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+    async def _watch_conntrack(self) -> None:
+        restarted = False
+        while True:
+            try:
+                async for line in self._netfilter.conntrack_events():
+                    if line is None:
+                        if restarted:
+                            # Flows came and went while no one was listening.
+                            await self._resync_hairpin()
+                        continue
+                    flow = parse_flow(line)
+                    if flow is not None:
+                        await self._on_flow(flow)
+            except (NetfilterError, OSError) as exc:
+                reason = str(exc)
+            else:
+                reason = "its output ended"
+            self.hairpin_errors += 1
+            log.warning("hairpin: following conntrack failed, restarting: %s", reason)
+            restarted = True
+            await asyncio.sleep(WATCHER_RESTART_DELAY)
+
+    async def _on_flow(self, flow: Flow) -> None:
+        async with self._lock:
+            rules = self._hairpin_table.on_flow(flow)
+            if not rules:
+                return
+            try:
+                await self._netfilter.apply(rules)
+            except NetfilterError as exc:
+                # The table and the chains now disagree: rebuild both from conntrack.
+                self.hairpin_errors += 1
+                log.warning("hairpin: %s; resyncing", exc)
+                await self._resync_hairpin(locked=True)
+
+    async def _resync_hairpin(self, locked: bool = False) -> None:
+        """Rebuild the hairpin table and chains from conntrack's current UDP flows."""
+        async with contextlib.AsyncExitStack() as stack:
+            if not locked:
+                await stack.enter_async_context(self._lock)
+            table = self._new_hairpin_table()
+            flows = await self._netfilter.udp_flows()
+            rules = [rule for flow in flows for rule in table.on_flow(flow)]
+            static = self._nat_rules(self.nat, self.wan, self._generation)
+            await self._netfilter.apply([*static, *rules], replace_chains=NAT_CHAINS)
+            self._hairpin_table = table

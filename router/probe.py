@@ -1,4 +1,5 @@
-"""Measure a UDP path with STUN: `python -m router.probe stun --server ADDR --count N ...`.
+"""Measure a UDP path with STUN: `python -m router.probe stun --server ADDR --count N ...`,
+or test hairpinning: `python -m router.probe hairpin --server ADDR`.
 
 Run inside a peer container, it measures that peer's access link through its router: it
 sends `count` Binding requests, one every `interval` seconds, from one UDP socket (so one
@@ -13,6 +14,20 @@ line:
 loses its packet), `duplicates` answers beyond the first for a request, `reordered` first
 answers that arrived after the first answer of a later request. `rtt_ms` covers first
 answers (values null when none came back); `mapped` is the address most answers reported.
+
+`hairpin` opens two UDP sockets, learns the external address of each from the STUN server
+(so the router has a mapping for each), then sends from the second to the first one's
+external address, every 0.1 s until `timeout`; the first answers whatever reaches it.
+It prints one JSON line:
+
+    {"hairpin": true, "echoed": true, "target": "10.77.0.21:40000",
+     "source_seen": "10.77.0.21:40001", "sender_mapped": "10.77.0.21:40001", "sent": 1}
+
+`hairpin`: the packet reached the first socket through the router; `source_seen`: the
+address it came from (the sender's external one when the router hairpins as RFC 4787
+REQ-9 asks; its LAN address would mean the router forgot to translate the source);
+`echoed`: the answer made it back. Without a STUN answer it prints `"hairpin": null` and
+an `error`.
 """
 
 from __future__ import annotations
@@ -122,6 +137,72 @@ def _receive(sock, prefix: bytes, sent_at: dict[int, float], answers: list) -> N
             answers.append((number, rtt_ms, f"{host}:{port}"))
 
 
+HAIRPIN_INTERVAL = 0.1
+STUN_ATTEMPTS = 5
+
+
+def _stun_mapped(sock: socket.socket, server: tuple[str, int], timeout: float) -> str | None:
+    """This socket's external "ip:port" as the STUN server sees it (a few tries)."""
+    transaction = os.urandom(12)
+    for _ in range(STUN_ATTEMPTS):
+        sock.sendto(stun.binding_request(transaction), server)
+        deadline = time.monotonic() + timeout / STUN_ATTEMPTS
+        while (left := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], left)[0]:
+                break
+            data, source = sock.recvfrom(2048)
+            if source != server:
+                continue
+            try:
+                message = stun.decode(data)
+                if message.transaction_id == transaction:
+                    host, port = stun.mapped_address(message)
+                    return f"{host}:{port}"
+            except stun.StunError:
+                continue
+    return None
+
+
+def probe_hairpin(server: tuple[str, int], timeout: float) -> dict:
+    target_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for sock in (target_sock, sender_sock):
+        sock.bind(("0.0.0.0", 0))
+    target = _stun_mapped(target_sock, server, timeout)
+    sender = _stun_mapped(sender_sock, server, timeout)
+    report: dict = {"hairpin": None, "echoed": False, "target": target, "source_seen": None,
+                    "sender_mapped": sender, "sent": 0}  # fmt: skip
+    if target is None:
+        report["error"] = f"no STUN answer from {server[0]}:{server[1]}: no mapping to aim at"
+        return report
+    host, port = target.rsplit(":", 1)
+    payload = b"peerlab-hairpin " + os.urandom(8).hex().encode()
+    report["hairpin"] = False
+    deadline = time.monotonic() + timeout
+    next_send = 0.0
+    while (now := time.monotonic()) < deadline:
+        if now >= next_send and report["source_seen"] is None:
+            sender_sock.sendto(payload, (host, int(port)))
+            report["sent"] += 1
+            next_send = now + HAIRPIN_INTERVAL
+        wake = deadline if report["source_seen"] else min(deadline, next_send)
+        for sock in select.select([target_sock, sender_sock], [], [], max(0.0, wake - now))[0]:
+            try:
+                data, source = sock.recvfrom(2048)
+            except ConnectionRefusedError:
+                continue
+            if data != payload:
+                continue
+            if sock is target_sock:
+                report["hairpin"] = True
+                report["source_seen"] = f"{source[0]}:{source[1]}"
+                target_sock.sendto(payload, source)
+            else:
+                report["echoed"] = True
+                return report
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m router.probe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -133,13 +214,26 @@ def main(argv: list[str] | None = None) -> int:
     stun_parser.add_argument(
         "--timeout", type=float, default=2.0, help="seconds to wait after the last request"
     )
+    hairpin_parser = commands.add_parser(
+        "hairpin", help="does the router deliver to its own external address (hairpinning)?"
+    )
+    hairpin_parser.add_argument("--server", required=True, help="STUN server name or address")
+    hairpin_parser.add_argument("--port", type=int, default=3478)
+    hairpin_parser.add_argument(
+        "--timeout", type=float, default=1.0, help="seconds to try for (and for STUN)"
+    )
     args = parser.parse_args(argv)
-    if args.count < 1 or args.interval < 0 or args.timeout < 0:
-        parser.error("--count must be >= 1, --interval and --timeout >= 0")
     try:
         address = socket.gethostbyname(args.server)
     except OSError as error:
         parser.error(f"--server {args.server!r}: cannot resolve it: {error}")
+    if args.command == "hairpin":
+        if args.timeout <= 0:
+            parser.error("--timeout must be > 0")
+        print(json.dumps(probe_hairpin((address, args.port), args.timeout)))
+        return 0
+    if args.count < 1 or args.interval < 0 or args.timeout < 0:
+        parser.error("--count must be >= 1, --interval and --timeout >= 0")
     answers = probe_stun((address, args.port), args.count, args.interval, args.timeout)
     print(json.dumps(summarize(args.count, answers)))
     return 0

@@ -5,15 +5,21 @@ addresses, and must report the mapping and filtering behaviour the topology aske
 The filtering test and the mapping test run separately, filtering first: the mapping
 test contacts coturn's second address, which would open an address-restricted filter
 and make a later filtering verdict read "independent".
+
+Hairpinning, on or off, is proven too: the hairpin probe (router/probe.py) in the same
+peer sends from one socket to another socket's external address; `judge_hairpin` says
+whether what came back is what was asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from router.natdiscovery import classify
+from scenarios.probe import ProbeError, hairpin_probe
 from scenarios.stack import Containers, StackError
-from scenarios.topology import Topology, stun_addresses
+from scenarios.topology import Lan, Topology, stun_addresses
 
 COTURN_IMAGE = "peerlab/coturn:dev"
 TEST_TIMEOUT = 60.0
@@ -29,13 +35,12 @@ async def verify_nats(
     """Classify every LAN that has a peer (in parallel); one proof line per LAN, or
     NatMismatch naming what was asked and what was measured."""
     lans = [lan for lan in topology.lans if lan.peers]
-    lines = await asyncio.gather(
-        *(_verify(containers, lan.peers[0], lan.nat, prefix, image) for lan in lans)
-    )
-    return list(lines)
+    lines = await asyncio.gather(*(_verify(containers, lan, prefix, image) for lan in lans))
+    return [line for pair in lines for line in pair]
 
 
-async def _verify(containers: Containers, peer: str, nat: str, prefix: str, image: str) -> str:
+async def _verify(containers: Containers, lan: Lan, prefix: str, image: str) -> list[str]:
+    peer, nat = lan.peers[0], lan.nat
     server = stun_addresses(prefix)[0]
     filtering = await _natdiscovery(containers, peer, ["-f", server], image)
     mapping = await _natdiscovery(containers, peer, ["-m", server], image)
@@ -54,7 +59,52 @@ async def _verify(containers: Containers, peer: str, nat: str, prefix: str, imag
             f"{verdict['nat_type']} ({seen}).\nfiltering test:\n{filtering}\nmapping test:\n"
             f"{mapping}"
         )
-    return f"{peer}: {nat} NAT confirmed by RFC 5780 discovery ({seen})"
+    lines = [f"{peer}: {nat} NAT confirmed by RFC 5780 discovery ({seen})"]
+    if nat != "udp-blocked":
+        try:
+            report = await hairpin_probe(containers, peer, server)
+        except ProbeError as exc:
+            raise NatMismatch(str(exc)) from None
+        lines.append(judge_hairpin(peer, lan.hairpin, nat, report))
+    return lines
+
+
+def judge_hairpin(peer: str, asked: bool, nat: str, report: dict[str, Any]) -> str:
+    """The proof line for hairpinning asked `on` or off, from the hairpin probe's report;
+    NatMismatch when the router did something else. With hairpinning on, the packet must
+    arrive from the router's external address (RFC 4787 REQ-9), and for
+    endpoint-independent mapping from the sender's own mapping, and the answer must get
+    back."""
+    target, seen = report.get("target"), report.get("source_seen")
+    if report.get("hairpin") is None:
+        raise NatMismatch(f"{peer}: hairpin probe could not start: {report.get('error')}")
+    tries = f"{report.get('sent')} tries"
+    if not asked:
+        if report["hairpin"]:
+            raise NatMismatch(
+                f"{peer}'s router was asked not to hairpin, but a packet to its own external "
+                f"address {target} reached the LAN (from {seen})"
+            )
+        return f"{peer}: hairpinning off confirmed (nothing sent to {target} arrived, {tries})"
+    problem = None
+    external = str(target).rsplit(":", 1)[0]
+    if not report["hairpin"]:
+        problem = f"nothing sent to {target} arrived ({tries})"
+    elif str(seen).rsplit(":", 1)[0] != external:
+        problem = f"it arrived from {seen}, not from the external address {external}"
+    elif nat != "symmetric" and seen != report.get("sender_mapped"):
+        problem = (
+            f"it arrived from {seen}, not from the sender's mapping "
+            f"{report.get('sender_mapped')} ({nat} maps endpoint-independently)"
+        )
+    elif not report.get("echoed"):
+        problem = f"it arrived from {seen}, but the answer sent there never came back"
+    if problem:
+        raise NatMismatch(f"{peer}'s router was asked to hairpin, but {problem}")
+    return (
+        f"{peer}: hairpinning on confirmed (a packet to its own external address {target} "
+        f"arrived from {seen} and was answered, {tries})"
+    )
 
 
 async def _natdiscovery(containers: Containers, peer: str, args: list[str], image: str) -> str:

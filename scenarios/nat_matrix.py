@@ -91,12 +91,21 @@ def matrix_peers(types: tuple[str, ...] = NAT_TYPES) -> dict[str, str]:
 
 
 def matrix_topology(peers: Mapping[str, str]) -> dict[str, Any]:
-    """Each NATed peer behind a router of its own; `none` peers on the internet."""
-    return {
-        "peers": {
-            peer: ("internet" if nat == "none" else {"nat": nat}) for peer, nat in peers.items()
-        }
-    }
+    """Each NATed peer behind a router of its own; `none` peers on the internet. The first
+    router of each UDP-passing type hairpins, the second does not: the lab's start proves
+    both settings on every NAT type (hairpinning does not change a pair's outcome: no
+    pair's peers share a router)."""
+    placement: dict[str, Any] = {}
+    hairpinning: set[str] = set()
+    for peer, nat in peers.items():
+        if nat == "none":
+            placement[peer] = "internet"
+            continue
+        hairpin = nat != "udp-blocked" and nat not in hairpinning
+        if hairpin:
+            hairpinning.add(nat)
+        placement[peer] = {"nat": nat, "hairpin": hairpin}
+    return {"peers": placement}
 
 
 def matrix_pairs(peers: Mapping[str, str]) -> list[tuple[str, str]]:

@@ -9,6 +9,9 @@ A scenario declares its topology as data (a plan's `TOPOLOGY`, later a YAML file
         "peers": {"peer1": "home", "peer2": "cell", "peer3": {"nat": "full-cone"}},
     }
 
+A LAN's options: `nat` (required), `udp_timeout` (seconds an idle UDP mapping lives) and
+`hairpin` (true: the router hairpins, docs/router.md; default false).
+
 A peer given a LAN name sits on that LAN (several peers may share one); a peer given
 `{"nat": ..., ...}` gets a LAN of its own, named after it; a peer not listed, or given
 `"internet"` / `{"nat": "none"}`, sits on the internet as before. A LAN with no peer (a
@@ -28,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from router.config import NAT_TYPES as ROUTER_NAT_TYPES
-from router.config import SINGLE_HOST_NAT_TYPES
+from router.config import SINGLE_HOST_NAT_TYPES, ConfigError, check_hairpin
 
 NAT_TYPES = ("none", *ROUTER_NAT_TYPES)
 """RFC 4787 behaviours a peer's network can have (docs/stack.md); `none`: no router."""
@@ -56,6 +59,8 @@ class Lan:
     nat: str
     udp_timeout: int = DEFAULT_UDP_TIMEOUT
     """Seconds an idle UDP mapping lives (conntrack's UDP timeouts in the router)."""
+    hairpin: bool = False
+    """Whether the router delivers LAN packets sent to its own external address."""
     peers: tuple[str, ...] = ()
     """The peers on it at start."""
 
@@ -153,7 +158,7 @@ def parse_topology(spec: Mapping[str, Any] | None, peers: list[str]) -> Topology
             )
         if len(members) > MAX_PEERS_PER_LAN:
             raise TopologyError(f"topology.lans.{name}: at most {MAX_PEERS_PER_LAN} peers")
-        built.append(Lan(name, number, options["nat"], options["udp_timeout"], members))
+        built.append(Lan(name, number, **options, peers=members))
     return Topology(tuple(built), placement)
 
 
@@ -173,7 +178,7 @@ def _check_name(name: Any, where: str) -> None:
 def _lan_options(options: Any, where: str) -> dict[str, Any]:
     if not isinstance(options, Mapping):
         raise TopologyError(f"{where}: expected a mapping with 'nat', got {options!r}")
-    _only_keys(options, {"nat", "udp_timeout"}, where)
+    _only_keys(options, {"nat", "udp_timeout", "hairpin"}, where)
     nat = options.get("nat")
     if nat not in NAT_TYPES:
         raise TopologyError(f"{where}.nat: unknown NAT type {nat!r}; one of {list(NAT_TYPES)}")
@@ -182,7 +187,14 @@ def _lan_options(options: Any, where: str) -> dict[str, Any]:
         1 <= udp_timeout <= 3600
     ):
         raise TopologyError(f"{where}.udp_timeout: whole seconds in [1, 3600], got {udp_timeout!r}")
-    return {"nat": nat, "udp_timeout": udp_timeout}
+    hairpin = options.get("hairpin", False)
+    if nat == "none" and hairpin:
+        raise TopologyError(f"{where}.hairpin: 'none' means no router, so nothing to hairpin")
+    try:
+        check_hairpin(hairpin, nat, f"{where}.hairpin")
+    except ConfigError as error:
+        raise TopologyError(str(error)) from None
+    return {"nat": nat, "udp_timeout": udp_timeout, "hairpin": hairpin}
 
 
 # ---- addresses ----
@@ -240,6 +252,7 @@ def compose_override(topology: Topology, prefix: str, seed: int) -> str:
             "environment": {
                 "ROUTER_NAME": lan.name,
                 "ROUTER_NAT": lan.nat,
+                "ROUTER_HAIRPIN": "on" if lan.hairpin else "off",
                 "ROUTER_WAN_ADDRESS": wan,
                 "ROUTER_WAN_SPARE": spare,
                 "ROUTER_LAN_ADDRESS": gateway,

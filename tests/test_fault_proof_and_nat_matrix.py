@@ -12,11 +12,13 @@ from scenarios.fault_proof import (
     judge_untouched,
     link_loss,
 )
+from scenarios.nat_check import NatMismatch, judge_hairpin
 from scenarios.nat_matrix import (
     Row,
     expected_outcome,
     matrix_pairs,
     matrix_peers,
+    matrix_topology,
     measured_route,
 )
 from scenarios.probe import ProbeResult
@@ -101,3 +103,55 @@ def test_a_relay_is_accepted_only_where_turn_was_offered_and_a_path_exists():
     assert not Row("full-cone", "symmetric", False, no_turn, relay, "").matches
     missing = measured_route([None, None])
     assert not Row("full-cone", "symmetric", True, direct, missing, "").matches
+
+
+# ---- hairpinning: the matrix's settings and the probe's judge ----
+
+
+def test_the_matrix_proves_hairpinning_on_and_off_for_every_udp_nat_type():
+    placement = matrix_topology(matrix_peers())["peers"]
+    settings: dict[str, list[bool]] = {}
+    for where in placement.values():
+        if where != "internet":
+            settings.setdefault(where["nat"], []).append(where["hairpin"])
+    assert settings.pop("udp-blocked") == [False, False]
+    assert settings and all(sorted(v) == [False, True] for v in settings.values()), settings
+
+
+HAIRPINNED = {
+    "hairpin": True,
+    "echoed": True,
+    "target": "10.7.0.21:4000",
+    "source_seen": "10.7.0.21:4001",
+    "sender_mapped": "10.7.0.21:4001",
+    "sent": 2,
+}
+
+
+def test_hairpin_proof_lines_for_what_was_asked():
+    line = judge_hairpin("peer1", True, "port-restricted", HAIRPINNED)
+    assert line.startswith("peer1: hairpinning on confirmed") and "10.7.0.21:4001" in line
+    off = {**HAIRPINNED, "hairpin": False, "echoed": False, "source_seen": None}
+    assert judge_hairpin("peer1", False, "symmetric", off).startswith(
+        "peer1: hairpinning off confirmed (nothing sent to 10.7.0.21:4000 arrived, 2 tries)"
+    )
+    # Symmetric: a fresh mapping for the hairpinned flow, same external address.
+    symmetric = {**HAIRPINNED, "source_seen": "10.7.0.21:5999"}
+    assert "on confirmed" in judge_hairpin("peer1", True, "symmetric", symmetric)
+
+
+@pytest.mark.parametrize(
+    ("asked", "nat", "changes", "complaint"),
+    [
+        (False, "port-restricted", {}, "asked not to hairpin, but a packet to its own external"),
+        (True, "port-restricted", {"hairpin": False}, "nothing sent to 10.7.0.21:4000 arrived"),
+        (True, "symmetric", {"source_seen": "10.7.1.10:4001"}, "not from the external address"),
+        (True, "full-cone", {"source_seen": "10.7.0.21:5999"}, "not from the sender's mapping"),
+        (True, "port-restricted", {"echoed": False}, "the answer sent there never came back"),
+        (True, "port-restricted", {"hairpin": None, "error": "no STUN"}, "could not start"),
+    ],
+)
+def test_hairpin_proof_fails_naming_what_was_asked_and_seen(asked, nat, changes, complaint):
+    with pytest.raises(NatMismatch) as caught:
+        judge_hairpin("peer1", asked, nat, {**HAIRPINNED, **changes})
+    assert complaint in str(caught.value)

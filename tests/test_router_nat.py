@@ -80,6 +80,8 @@ def test_settings_from_the_environment():
 
 def test_defaults_when_only_the_addresses_are_set():
     c = from_env({"ROUTER_WAN_ADDRESS": "10.77.0.21", "ROUTER_LAN_ADDRESS": "10.77.1.254"})
+    assert c.hairpin is False
+    assert config(ROUTER_HAIRPIN="On").hairpin is True
     assert (c.name, c.nat, c.seed, c.control_port, c.shaper, c.wan_spare, c.lan_hosts) == (
         "router",
         "port-restricted",
@@ -114,6 +116,11 @@ def test_defaults_when_only_the_addresses_are_set():
         ({"ROUTER_SEED": "seven"}, "ROUTER_SEED: expected an integer, got 'seven'"),
         ({"ROUTER_CONTROL_PORT": "70000"}, "ROUTER_CONTROL_PORT: expected a port 0..65535"),
         ({"ROUTER_SHAPER": "tc"}, "ROUTER_SHAPER: expected one of auto, nfqueue, netem, got 'tc'"),
+        ({"ROUTER_HAIRPIN": "yes"}, "ROUTER_HAIRPIN: expected one of 1, true, on, 0, false, off"),
+        (
+            {"ROUTER_HAIRPIN": "on", "ROUTER_NAT": "udp-blocked"},
+            "ROUTER_HAIRPIN: a udp-blocked router lets no UDP through",
+        ),
     ],
 )  # fmt: skip
 def test_a_bad_setting_is_named(changes, expected):
@@ -131,6 +138,8 @@ def test_every_nat_type_drops_new_udp_arriving_on_the_wan_and_unsolicited_inboun
         assert chain_rules(rules, "PEERLAB_INPUT") == [
             ["-t", "filter", "-A", "PEERLAB_INPUT", "-i", "eth0", "-p", "udp",
              "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"],
+            ["-t", "filter", "-A", "PEERLAB_INPUT", "-i", "eth1", "-d", "10.77.0.21",
+             "-p", "udp", "-m", "conntrack", "--ctstate", "NEW", "-j", "DROP"],
         ], nat  # fmt: skip
         forward = chain_rules(rules, "PEERLAB_FORWARD")
         assert forward[-1][4:] == ["-i", "eth0", "-o", "eth1", "-j", "DROP"], nat
@@ -245,10 +254,13 @@ def test_deleting_reverses_and_turns_appends_into_deletes():
 def test_restore_script_groups_tables_and_replaces_chains():
     rules = nat_rules("port-restricted", LINKS, "10.77.0.21", HOST)
     script = restore_script(rules, replace_chains=NAT_CHAINS)
-    assert script.startswith("*filter\n:PEERLAB_INPUT - [0:0]\n:PEERLAB_FORWARD - [0:0]\n")
+    assert script.startswith(
+        "*filter\n:PEERLAB_INPUT - [0:0]\n:PEERLAB_OUTPUT - [0:0]\n:PEERLAB_FORWARD - [0:0]\n"
+    )
     assert script.count("COMMIT\n") == 2
     assert (
-        "*nat\n:PEERLAB_PREROUTING - [0:0]\n:PEERLAB_POSTROUTING - [0:0]\n"
+        "*nat\n:PEERLAB_PREROUTING - [0:0]\n:PEERLAB_HAIRPIN_DNAT - [0:0]\n"
+        ":PEERLAB_POSTROUTING - [0:0]\n:PEERLAB_HAIRPIN_SNAT - [0:0]\n"
         "-A PEERLAB_POSTROUTING -o eth0 -s 10.77.1.0/24 -j SNAT --to-source 10.77.0.21\nCOMMIT\n"
     ) in script
     with pytest.raises(ValueError, match="not a plain word"):
@@ -436,6 +448,7 @@ async def test_api_health_and_state(api):
         "status": "ok",
         "router": "lan1",
         "nat": "port-restricted",
+        "hairpin": False,
         "wan": "10.77.0.21",
         "lan": "10.77.1.254",
         "shaper": "nfqueue",
@@ -452,6 +465,9 @@ async def test_api_bad_requests_are_400_naming_the_field_and_the_router_keeps_se
         ("PUT", "/nat", {"type": "cone"}, "type: expected one of"),
         ("PUT", "/nat", {"type": "full-cone"}, None),  # one LAN host: fine
         ("PUT", "/nat", {}, "missing field 'type'"),
+        ("PUT", "/nat", {"tipe": "symmetric"}, "unknown field(s) tipe"),
+        ("PUT", "/nat", {"hairpin": "yes"}, "hairpin: expected true or false"),
+        ("PUT", "/nat", {"type": "udp-blocked", "hairpin": True}, "hairpin: a udp-blocked"),
         ("POST", "/partitions", {"address": "10.77.0.22", "direction": "in"}, "direction:"),
         ("POST", "/partitions", {"address": "x"}, "address: expected an IPv4 address"),
         ("POST", "/partitions", {"address": "10.77.0.22", "dir": "up"}, "unknown field(s) dir"),

@@ -2,19 +2,24 @@
 
 A real Binding success response captured from coturn 4.6.1 in the lab (through a router
 doing SNAT to 10.251.0.21) pins the decoder against a real server; the rest are round trips
-and the decoder's complaints about malformed input.
+and the decoder's complaints about malformed input. The hairpin probe runs on loopback
+against a small STUN responder: no NAT, so every packet "hairpins" with its own address.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import threading
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from router import stun
-from router.probe import summarize
+from router.probe import probe_hairpin, summarize
 
 COTURN_TRANSACTION_ID = bytes.fromhex("0123456789abcdef01234567")
 # coturn's answer to binding_request(COTURN_TRANSACTION_ID): XOR-MAPPED-ADDRESS,
@@ -156,3 +161,51 @@ def _answers(sent: int):
     return st.lists(
         st.tuples(st.integers(0, sent - 1), st.floats(0, 1000), st.sampled_from(["a:1", "b:2"]))
     )
+
+
+@contextlib.contextmanager
+def stun_responder() -> Iterator[tuple[str, int]]:
+    """A STUN server on loopback answering Binding requests with the sender's address."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                data, (host, port) = sock.recvfrom(2048)
+            except TimeoutError:
+                continue
+            request = stun.decode(data)
+            address = stun.encode_xor_address(host, port, request.transaction_id)
+            answer = stun.StunMessage(
+                stun.BINDING_SUCCESS, request.transaction_id, ((stun.XOR_MAPPED_ADDRESS, address),)
+            )
+            sock.sendto(stun.encode(answer), (host, port))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()
+    finally:
+        stop.set()
+        thread.join()
+        sock.close()
+
+
+def test_hairpin_probe_reports_where_its_packet_came_from_and_the_answer():
+    with stun_responder() as server:
+        report = probe_hairpin(server, timeout=1.0)
+    assert report["hairpin"] is True and report["echoed"] is True, report
+    assert report["source_seen"] == report["sender_mapped"] != report["target"]
+    assert report["target"].startswith("127.0.0.1:") and report["sent"] == 1
+
+
+def test_hairpin_probe_without_a_stun_answer_says_so():
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    with silent:
+        report = probe_hairpin(silent.getsockname(), timeout=0.2)
+    assert report["hairpin"] is None and report["target"] is None
+    assert "no STUN answer from 127.0.0.1:" in report["error"]

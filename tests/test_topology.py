@@ -69,6 +69,18 @@ def test_no_topology_means_everyone_on_the_internet():
             "full-cone forwards unsolicited UDP to the LAN's one host, but 2 peers",
         ),
         ({"lans": {"x": {"nat": "none"}}}, "'none' means no router"),
+        (
+            {"lans": {"x": {"nat": "symmetric", "hairpin": "yes"}}},
+            "topology.lans.x.hairpin: expected true or false, got 'yes'",
+        ),
+        (
+            {"peers": {"peer1": {"nat": "udp-blocked", "hairpin": True}}},
+            "topology.peers.peer1.hairpin: a udp-blocked router lets no UDP through",
+        ),
+        (
+            {"peers": {"peer1": {"nat": "none", "hairpin": True}}},
+            "topology.peers.peer1.hairpin: 'none' means no router",
+        ),
     ],
 )
 def test_bad_topologies_name_the_setting(spec, message):
@@ -93,6 +105,23 @@ def test_compose_override_moves_lan_peers_behind_their_router():
     assert peer["environment"] == {"PEERLAB_GATEWAY": "10.9.1.254"}
     assert "stun:10.9.0.11" in peer["extra_hosts"]
     assert plain["networks"]["lan-peer1-lan"]["ipam"]["config"] == [{"subnet": "10.9.1.0/24"}]
+
+
+def test_hairpinning_is_off_unless_asked_and_reaches_the_router():
+    topology = parse_topology(
+        {"lans": {"home": {"nat": "port-restricted", "hairpin": True}},
+         "peers": {"peer1": "home", "peer2": {"nat": "symmetric"}}},
+        PEERS,
+    )  # fmt: skip
+    assert [(lan.name, lan.hairpin) for lan in topology.lans] == [
+        ("home", True),
+        ("peer2-lan", False),
+    ]
+    services = json.loads(compose_override(topology, "10.9", 1).replace("!override ", ""))[
+        "services"
+    ]
+    assert services["router-home"]["environment"]["ROUTER_HAIRPIN"] == "on"
+    assert services["router-peer2-lan"]["environment"]["ROUTER_HAIRPIN"] == "off"
 
 
 def test_pick_prefix_avoids_every_used_network():

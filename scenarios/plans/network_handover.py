@@ -9,7 +9,10 @@ from scenarios.lab import Lab
 
 PEERS = 2
 TOPOLOGY = {
-    "lans": {"wifi": {"nat": "port-restricted"}, "cellular": {"nat": "symmetric"}},
+    "lans": {
+        "wifi": {"nat": "port-restricted", "hairpin": True},
+        "cellular": {"nat": "symmetric"},
+    },
     "peers": {"peer1": "wifi"},
 }
 
