@@ -9,14 +9,17 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit scenarios suite-check docker images lint format bench lock clean
+.PHONY: help venv demo test unit scenarios examples suite-check docker images chromium lint lint-ci format bench lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
 	@echo "make test       lint, unit + in-process tests, then every scenario against real"
 	@echo "                containers (installs/starts Docker where missing, builds images)"
 	@echo "make unit       lint-free fast part: unit and in-process integration tests"
-	@echo "make scenarios  the 13 container scenarios (peerlab run all)"
+	@echo "make scenarios  the built-in container scenarios (peerlab run all)"
+	@echo "make examples   the example scenarios in examples/, run from outside the package,"
+	@echo "                the YAML one under three network profiles"
+	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
 	@echo "make lint | format | lock | clean"
@@ -36,7 +39,7 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m scenarios.demo
 
-test: lint unit scenarios suite-check
+test: lint lint-ci unit scenarios examples suite-check
 
 unit: venv
 	@mkdir -p $(RESULTS)
@@ -52,13 +55,33 @@ scenarios: venv images
 	docker compose config --quiet
 	$(PY) -m scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
 
-# The suite must catch a broken agent: one that never acks fails, naming the missing acks.
-suite-check: venv images
+# Scenarios users write, run the way they run them: files outside the package, and one
+# scenario under a matrix of network profiles (one JUnit test case per scenario x profile).
+EXAMPLE_PROFILES ?= lan,wifi,4g
+examples: venv images
+	$(PY) -m scenarios.cli run examples/scenarios/every_message_type.py \
+		--junit $(RESULTS)/junit-examples-python.xml
+	$(PY) -m scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
+		--profile $(EXAMPLE_PROFILES) --junit $(RESULTS)/junit-examples-profiles.xml
+
+# Headless Chromium from Debian, for the test that renders a run's report.html.
+chromium:
+	@bash scripts/ensure-chromium.sh
+
+# The suite must catch a broken agent (one that never acks, one that delivers copies
+# twice), an interrupted run must leave nothing behind, and a run's report must render in
+# a real browser: the tests marked `containers`.
+suite-check: venv images chromium
 	$(PY) -m pytest -m containers --junitxml=$(RESULTS)/junit-suite-check.xml
 
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+
+# The CI recipes users copy (examples/ci/): actionlint and check-jsonschema, installed into
+# build/tools on first use (Go module proxy, PyPI), reused afterwards.
+lint-ci:
+	@bash scripts/lint-ci.sh
 
 format: venv
 	$(PY) -m ruff format .

@@ -1,11 +1,19 @@
 """`peerlab`: run scenario plans against the containerized lab.
 
     peerlab list
-    peerlab run <scenario>|all [--peers N] [--seed N] [--keep] [--junit PATH]
+    peerlab run <scenario>|<file.py>|<file.yaml>|all [--profile P[,P...]] [--peers N]
+                [--seed N] [--keep] [--junit PATH]
     peerlab matrix nat [--seed N] [--junit PATH]
+    peerlab check <results folder> [--limit N] [--json]
+    peerlab report <results folder>
+    peerlab clean [--dry-run] [--run ID]
 
-Live progress goes to stderr; a summary table ends the run. The exit status is 0 only if
-every scenario passed. Build the images first (`make images`).
+A scenario is a built-in one by name, or a file anywhere: a Python plan module or a YAML
+scenario (docs/scenarios.md). `--profile lan,4g` runs each scenario under each network
+profile (docs/profiles.md): one JUnit test case per scenario x profile. Live progress
+goes to stderr; a summary table ends the run. The exit status is 0 only if every scenario
+passed, 2 when a scenario or profile cannot be used (nothing was started). Build the
+images first (`make images`).
 """
 
 from __future__ import annotations
@@ -16,8 +24,15 @@ import signal
 import sys
 from pathlib import Path
 
-from scenarios.plans import PLANS
+from scenarios import catalog
+from scenarios.check_run import add_check_parser, run_check
+from scenarios.cleanup import add_clean_parser, run_clean
+from scenarios.declarative import check_placement
+from scenarios.profiles import Profile, load_profile, shipped_profiles
+from scenarios.report import add_report_parser, run_report
 from scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
+from scenarios.spec_files import SpecError
+from scenarios.topology import parse_topology
 
 BROKEN_AGENTS = {
     "no-acks": "scenarios.broken_agent",
@@ -25,22 +40,52 @@ BROKEN_AGENTS = {
 }
 
 
-async def _run(args: argparse.Namespace) -> int:
+def plan_cases(args: argparse.Namespace) -> list[tuple[catalog.Scenario, Profile | None]]:
+    """Every (scenario, profile) to run, all loaded and checked before anything starts."""
+    if args.command == "matrix":
+        scenarios = [catalog.load("nat_matrix")]
+    elif args.scenario == "all":
+        scenarios = list(catalog.built_in().values())
+    else:
+        scenarios = [catalog.load(args.scenario)]
+    names = [p.strip() for p in (getattr(args, "profile", None) or "").split(",") if p.strip()]
+    cli_profiles = [load_profile(name) for name in names]
+    cases: list[tuple[catalog.Scenario, Profile | None]] = []
+    for scenario in scenarios:
+        if cli_profiles:
+            profiles: list[Profile | None] = list(cli_profiles)
+        elif scenario.profile and scenario.spec:
+            profiles = [load_profile(scenario.profile, scenario.spec.source.parent)]
+        else:
+            profiles = [None]
+        for profile in profiles:
+            if scenario.spec is not None:
+                peers = [f"peer{i}" for i in range(1, scenario.peers + 1)]
+                topology = profile.topology(scenario.topology, peers) if profile else None
+                check_placement(scenario.spec, parse_topology(topology or scenario.topology, peers))
+            cases.append((scenario, profile))
+    return cases
+
+
+async def _run(args: argparse.Namespace, cases: list) -> int:
     # SIGTERM (a CI job cancelled, `kill`) tears the stack down like Ctrl-C does: both
     # cancel the run, and the lab's cleanup is shielded from the cancellation.
     main_task = asyncio.current_task()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
-    if args.command == "matrix":
-        names = ["nat_matrix"]
-    else:
-        names = list(PLANS) if args.scenario == "all" else [args.scenario]
     run_dir = new_run_dir(args.results)
     env = {"PEERLAB_PEER_MODULE": BROKEN_AGENTS[args.broken_agent]} if args.broken_agent else None
     outcomes = []
-    for name in names:
+    for scenario, profile in cases:
         outcome = await run_scenario(
-            name, run_dir, peers=args.peers, seed=args.seed, keep=args.keep, env=env
+            scenario,
+            run_dir,
+            peers=args.peers,
+            seed=args.seed,
+            keep=args.keep,
+            env=env,
+            profile=profile,
         )
+        name = outcome.scenario
         if args.command == "matrix" and outcome.folder is not None:
             table = outcome.folder / "nat_matrix.md"
             print(table.read_text() if table.exists() else "(no table: the stack did not start)")
@@ -65,7 +110,12 @@ def main(argv: list[str] | None = None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="list the scenarios")
     run = commands.add_parser("run", help="run one scenario, or all")
-    run.add_argument("scenario", choices=[*PLANS, "all"])
+    run.add_argument("scenario", help="a built-in scenario's name, a .py or .yaml file, or all")
+    run.add_argument(
+        "--profile",
+        help=f"network profile(s), comma-separated: shipped ({', '.join(shipped_profiles())}) "
+        "or a path to a profile file",
+    )
     run.add_argument("--peers", type=int, help="number of peers (at least what the plan needs)")
     run.add_argument(
         "--keep", action="store_true", help="keep the results folder of passing scenarios too"
@@ -85,16 +135,35 @@ def main(argv: list[str] | None = None) -> None:
         command.add_argument("--seed", type=int, default=1, help="seed of all randomness")
         command.add_argument("--junit", type=Path, help="where to write the JUnit XML report")
         command.add_argument("--results", type=Path, help="results root (default: ./results)")
+    add_check_parser(commands)
+    add_report_parser(commands)
+    add_clean_parser(commands)
     args = parser.parse_args(argv)
-    if args.command == "list":
-        for name, plan in PLANS.items():
-            print(f"{name:<20} {' '.join(plan.__doc__.split())}")
-        return
+    tools = {"check": run_check, "report": run_report, "clean": run_clean}
+    if args.command in tools:
+        sys.exit(tools[args.command](args))
     try:
-        sys.exit(asyncio.run(_run(args)))
+        if args.command == "list":
+            _list()
+            return
+        cases = plan_cases(args)
+    except SpecError as exc:
+        print(f"peerlab: {exc}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        sys.exit(asyncio.run(_run(args, cases)))
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("interrupted: the stack was torn down", file=sys.stderr)
         sys.exit(130)
+
+
+def _list() -> None:
+    print("scenarios:")
+    for name, scenario in catalog.built_in().items():
+        print(f"  {name:<20} {scenario.kind:<6} {scenario.origin:<9} {scenario.description}")
+    print("profiles (docs/profiles.md):")
+    for name in shipped_profiles():
+        print(f"  {name:<20} {' '.join(load_profile(name).description.split())}")
 
 
 if __name__ == "__main__":

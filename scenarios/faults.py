@@ -41,7 +41,7 @@ PROOF_PROBES = 200
 PROOF_INTERVAL = 0.005
 
 
-def _shipped_trace(name: str) -> Trace:
+def shipped_trace(name: str) -> Trace:
     """Traces shipped with PeerLab are checked here; a path inside the router container
     can only be checked by the router."""
     if Path(name).is_absolute():
@@ -71,6 +71,9 @@ class Faults:
     def __init__(self, lab: Lab):
         self._lab = lab
         self._baseline: dict[str, ProbeResult] = {}
+        """Peer → its STUN round trip before the next fault: what "untouched" compares with."""
+        self._unshaped: dict[str, ProbeResult] = {}
+        """Peer → its round trip before its link was first shaped: what shaping is proven by."""
         self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
         """LAN → direction → the link faults now on its router."""
 
@@ -83,23 +86,41 @@ class Faults:
             raise FaultError(f"direction {direction!r}: expected one of {list(DIRECTIONS)}")
         if target in TOXIPROXY_TARGETS:
             return await self._shape_proxy(target, direction, faults)
-        lan = self._router_lan(target, "shape")
-        try:
-            LinkFaults.from_json(faults, _shipped_trace)
-        except ValueError as exc:
-            raise FaultError(f"shape {target}: {exc}") from None
         directions = ["up", "down"] if direction == "both" else [direction]
         fault = Fault("shape", target, {"direction": direction, **faults})
+        return await self._shape_router(fault, {d: faults for d in directions}, direction)
+
+    async def shape_link(self, target: str, up: dict[str, Any], down: dict[str, Any]) -> Fault:
+        """Degrade a peer's access link differently in each direction, proven at once
+        (one fault, one measurement: a network profile's link)."""
+        fault = Fault("shape", target, {"up": up, "down": down})
+        per_direction = {d: faults for d, faults in (("up", up), ("down", down)) if faults}
+        if not per_direction:
+            raise FaultError(f"shape_link {target}: nothing to apply in either direction")
+        return await self._shape_router(fault, per_direction, "up and down")
+
+    async def _shape_router(
+        self, fault: Fault, per_direction: dict[str, dict[str, Any]], label: str
+    ) -> Fault:
+        target = fault.target
+        lan = self._router_lan(target, "shape")
+        for faults in per_direction.values():
+            try:
+                LinkFaults.from_json(faults, shipped_trace)
+            except ValueError as exc:
+                raise FaultError(f"shape {target}: {exc}") from None
         # Every peer behind the same router shares the link; the others must not change.
         sharing = [p for p in self._lab.peers if self._lab.topology.lan_of(p) is lan]
         bystanders = self._bystanders(exclude=sharing)
         await self._take_baselines([target, *bystanders])
-        before = self._baseline[target]
+        # The proof compares with the link before any shaping (the effect asked for is
+        # the sum of what is on both directions now).
+        before = self._unshaped.setdefault(target, self._baseline[target])
         await self._invoke(fault)
         router = self._lab.routers[lan.name]
         links = self._shaped.setdefault(lan.name, {"up": {}, "down": {}})
         backends = set()
-        for d in directions:
+        for d, faults in per_direction.items():
             answer = await router.set_faults(d, faults)
             backends.add(answer.get("backend", "?"))
             links[d] = dict(faults)
@@ -112,20 +133,28 @@ class Faults:
             counters = await router.counters()
             queued = sum(
                 counters[d]["seen"] - counted[d]["seen"]
-                for d in directions
+                for d, faults in per_direction.items()
                 if "trace" in faults or "rate_kbit" in faults
             )
             effect = expected_effect(links["up"], links["down"])
-            what = f"{target}'s {direction} link (router {lan.name})"
+            what = f"{target}'s {label} link (router {lan.name})"
             proof = judge(what, effect, before, after, queued)
             untouched = await self._untouched(fault, bystanders)
         fault.proof = f"{proof} [{fault.backend}]; {untouched}"
+        # Their link is what it is now: a later fault compares with a new baseline.
+        self._forget_baselines(sharing)
         return await self._ok(fault)
+
+    def _forget_baselines(self, peers: Sequence[str]) -> None:
+        for peer in peers:
+            self._baseline.pop(peer, None)
 
     def _unshape(self, lan: str, router: Any, direction: str) -> Callable[[], Awaitable[Any]]:
         async def undo() -> None:
             await router.clear_faults(direction)
             self._shaped[lan][direction] = {}
+            placement = self._lab.topology.placement
+            self._forget_baselines([p for p in self._lab.peers if placement.get(p) == lan])
 
         return undo
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -112,7 +113,10 @@ class Lab:
         topology: Mapping[str, Any] | None = None,
     ) -> Lab:
         """A lab whose Compose project name is unique to this run and scenario."""
-        project = f"peerlab-{run_dir.parent.name}-{run_dir.name}".lower().replace("_", "-")
+        # Compose project names allow lowercase letters, digits, "-" and "_" only.
+        project = re.sub(
+            r"[^a-z0-9-]", "-", f"peerlab-{run_dir.parent.name}-{run_dir.name}".lower()
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         return cls(scenario, run_dir, peers, seed, project, env, topology)
 

@@ -1,23 +1,36 @@
-"""Runs scenario plans against fresh stacks and records the outcome (results folder, JUnit).
+"""Runs scenarios (scenarios/catalog.py) against fresh stacks, each under a network
+profile or none, and records the outcome (results folder, JUnit).
 
-Each scenario gets its own results folder `results/<run id>/<scenario>/` holding every
-agent's event log (`events/`), every container's log (`logs/`), the agents' final
-states and Toxiproxy's state. A passing scenario's folder is removed unless `keep`; a
-failing one is kept and its path printed. One JUnit XML file describes the whole run.
+Each scenario (x profile) gets its own results folder `results/<run id>/<scenario>/`
+(`<scenario>@<profile>/` under a profile) holding every agent's event log (`events/`),
+every container's log (`logs/`), the agents' final states, Toxiproxy's state, the run's
+history, `outcome.json`, `check.json` and `report.html` (docs/report.md; JUnit links
+it): after every scenario the history checker
+(docs/checker.md) reads all the agents' event logs and the history together, and an
+invalid history fails the scenario even when its own assertions passed. A passing
+scenario's folder is removed unless `keep`; a
+failing one is kept and its path printed. One JUnit XML file describes the whole run, one
+test case per scenario x profile.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from scenarios.catalog import Scenario
+from scenarios.check_run import check_folder
 from scenarios.lab import Lab
-from scenarios.plans import PLANS
+from scenarios.profile_runtime import network_profile
+from scenarios.profiles import Profile
+from scenarios.report import write_report
 from scenarios.stack import REPO_ROOT
 
 
@@ -35,28 +48,34 @@ class Outcome:
     folder: Path | None = None
 
 
+def case_name(scenario: Scenario, profile: Profile | None) -> str:
+    """The scenario's name in the summary, JUnit and its folder: `name@profile`."""
+    return f"{scenario.name}@{profile.name}" if profile else scenario.name
+
+
 async def run_scenario(
-    name: str,
+    scenario: Scenario,
     run_dir: Path,
     *,
     peers: int | None = None,
     seed: int = 1,
     keep: bool = False,
     env: dict[str, str] | None = None,
+    profile: Profile | None = None,
 ) -> Outcome:
-    plan = PLANS[name]
-    peers = max(peers or plan.PEERS, plan.PEERS)
+    name = case_name(scenario, profile)
+    peers = max(peers or scenario.peers, scenario.peers)
     folder = run_dir / name
     started = time.monotonic()
-    # A plan's own agent settings (ENV), under the caller's.
-    env = {**getattr(plan, "ENV", {}), **(env or {})}
-    lab = Lab.open(
-        name, folder, peers=peers, seed=seed, env=env, topology=getattr(plan, "TOPOLOGY", None)
-    )
+    # A scenario's own agent settings, under the caller's.
+    env = {**scenario.env, **(env or {})}
+    names = [f"peer{i}" for i in range(1, peers + 1)]
+    topology = profile.topology(scenario.topology, names) if profile else scenario.topology
+    lab = Lab.open(name, folder, peers=peers, seed=seed, env=env, topology=topology)
     error = details = ""
     try:
-        async with lab:
-            await plan.run(lab)
+        async with lab, network_profile(lab, profile):
+            await scenario.run(lab)
     except Exception as exc:  # the outcome records it; Ctrl-C still propagates
         error = f"{type(exc).__name__}: {exc}"
         details = traceback.format_exc()
@@ -72,6 +91,21 @@ async def run_scenario(
         details,
         folder,
     )
+    if folder.exists() and (folder / "events").is_dir():
+        verdict = check_folder(folder)
+        (folder / "check.json").write_text(json.dumps(verdict.to_json(), ensure_ascii=False))
+        lab.progress(f"history checker: {verdict.render(limit=3).splitlines()[0]}")
+        if verdict.valid is False and outcome.passed:
+            outcome.passed = False
+            outcome.error = f"history checker: {verdict.render().splitlines()[0]}"
+            outcome.details = verdict.render(limit=10)
+    if folder.exists():
+        record = {k: v for k, v in asdict(outcome).items() if k not in ("details", "folder")}
+        (folder / "outcome.json").write_text(json.dumps({**record, "origin": scenario.origin}))
+        try:
+            write_report(folder)
+        except Exception as exc:  # a report bug must not change the scenario's verdict
+            print(f"{name}: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     if outcome.passed and not keep:
         shutil.rmtree(folder, ignore_errors=True)
         outcome.folder = None
@@ -108,18 +142,24 @@ def write_junit(outcomes: Sequence[Outcome], path: Path, suite: str = "peerlab")
         out.text = f"peers={o.peers} links={o.links} sent={o.sent} acked={o.acked}" + (
             f" folder={o.folder}" if o.folder else ""
         )
+        if o.folder and (o.folder / "report.html").exists():
+            # [[ATTACHMENT|path]]: how Jenkins' and GitLab's JUnit views link a file.
+            report = (o.folder / "report.html").resolve()
+            out.text += f"\nreport: {report.as_uri()}\n[[ATTACHMENT|{report}]]"
     path.parent.mkdir(parents=True, exist_ok=True)
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
 def summary_table(outcomes: Sequence[Outcome]) -> str:
+    width = max([20, *(len(o.scenario) + 2 for o in outcomes)])
     header = (
-        f"{'scenario':<20}{'result':<8}{'time':>8}{'peers':>7}{'links':>7}{'sent':>7}{'acked':>7}"
+        f"{'scenario':<{width}}{'result':<8}{'time':>8}{'peers':>7}{'links':>7}{'sent':>7}"
+        f"{'acked':>7}"
     )
     rows = [header, "-" * len(header)]
     for o in outcomes:
         rows.append(
-            f"{o.scenario:<20}{'pass' if o.passed else 'FAIL':<8}{o.seconds:>7.1f}s"
+            f"{o.scenario:<{width}}{'pass' if o.passed else 'FAIL':<8}{o.seconds:>7.1f}s"
             f"{o.peers:>7}{o.links:>7}{o.sent:>7}{o.acked:>7}"
         )
     for o in outcomes:

@@ -4,14 +4,28 @@ through the Docker SDK.
 
 Each run gets its own project name, so runs never touch each other's containers, and
 `down()` removes the project's containers, networks and volumes whatever happened.
+
+Every container, network and volume of a run, helper containers included, carries the
+labels `peerlab.run=<Compose project>`, `peerlab.scenario=<scenario>` and
+`peerlab.owner=<host>/<pid>` (the process that started it), so `peerlab clean`
+(scenarios/cleanup.py) finds what a killed run left. Interruptions (docs/cleanup.md):
+SIGTERM is handled like Ctrl-C once a stack is up, `down()` cannot be interrupted, and
+an exit hook removes, by label, whatever a run of this process did not get to tear down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import ipaddress
+import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,8 +45,104 @@ BUILTIN_PEERS = 3
 """compose.yaml declares peer1..peer3; more are generated per run."""
 
 
+RUN_LABEL = "peerlab.run"
+SCENARIO_LABEL = "peerlab.scenario"
+OWNER_LABEL = "peerlab.owner"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
 class StackError(RuntimeError):
     pass
+
+
+def owner() -> str:
+    """This process, as the `peerlab.owner` label names it."""
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def labels_override(
+    labels: dict[str, str], services: Sequence[str], networks: Sequence[str]
+) -> str:
+    """Compose override putting `labels` on these services' containers and on these
+    networks (Compose merges them with the other files' labels). Pure."""
+    return (
+        json.dumps(
+            {
+                "services": {name: {"labels": labels} for name in services},
+                "networks": {name: {"labels": labels} for name in networks},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+# ---- what this process may leave behind, and the exit hook that removes it ----
+
+_held: dict[str, set[str]] = {}
+"""Compose project → what of it may exist on the Docker host ("stack", "host-rules")."""
+_labels: dict[str, dict[str, str]] = {}
+"""Compose project → its run labels, for the helper containers it starts."""
+_hook_installed = False
+
+
+def hold(project: str, what: str) -> None:
+    """Note that `what` of `project` may now exist, until `release`; the first hold also
+    installs the SIGTERM handler and the exit hook."""
+    _held.setdefault(project, set()).add(what)
+    _install_hooks()
+
+
+def release(project: str, what: str) -> None:
+    _held.get(project, set()).discard(what)
+    if not _held.get(project):
+        _held.pop(project, None)
+
+
+def _install_hooks() -> None:
+    global _hook_installed
+    if _hook_installed:
+        return
+    _hook_installed = True
+    atexit.register(_remove_leftovers)
+    # SIGTERM kills Python on the spot, skipping every cleanup: where nobody handles it
+    # (pytest does not; `peerlab run` does), it becomes a Ctrl-C. Signal handlers can
+    # only be set from the main thread.
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _sigterm_as_sigint)
+
+
+def _sigterm_as_sigint(signum: int, frame: Any) -> None:
+    handler = signal.getsignal(signal.SIGINT)
+    # asyncio.Runner's SIGINT handler cancels the main task, so the lab's teardown runs
+    # in the event loop; with SIGINT ignored (a background job), interrupt anyway.
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def _remove_leftovers() -> None:
+    """Exit hook: remove, by label, what a run of this process did not tear down (its
+    teardown was interrupted, or never ran); no signal interrupts it."""
+    if not _held:
+        return
+    from scenarios.cleanup import clean  # cleanup builds on this module
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    for project, what in list(_held.items()):
+        print(
+            f"peerlab: {project} was not torn down ({', '.join(sorted(what))} may remain): "
+            "removing what is left",
+            file=sys.stderr,
+            flush=True,
+        )
+        clean(run=project, host_rules="host-rules" in what, out=sys.stderr)
+        _held.pop(project, None)
 
 
 def bridge_name(network_attrs: dict) -> str:
@@ -84,6 +194,23 @@ class Stack:
             override = run_dir / "compose.network.yaml"
             override.write_text(compose_override(topology, prefix, seed))
             self.files.append(override)
+        # The run id is the Compose project: unique to this run and scenario, and what
+        # Compose already labels everything with.
+        self.labels = {
+            RUN_LABEL: project,
+            SCENARIO_LABEL: run_dir.name,
+            OWNER_LABEL: owner(),
+        }
+        _labels[project] = self.labels
+        labels = run_dir / "compose.labels.yaml"
+        labels.write_text(
+            labels_override(
+                self.labels,
+                [*INFRA_SERVICES, *topology.routers, *peer_names(max(peers, BUILTIN_PEERS))],
+                ["lab", *(lan.network for lan in topology.lans)],
+            )
+        )
+        self.files.append(labels)
         self.env = {
             **os.environ,
             "PEERLAB_EVENTS_DIR": str(self.events_dir),
@@ -94,6 +221,7 @@ class Stack:
     async def up(self, services: Sequence[str], timeout: float = 120.0) -> None:
         """Start services and wait until their health checks pass."""
         self.events_dir.mkdir(parents=True, exist_ok=True)
+        hold(self.project, "stack")
         await self.compose(
             "up",
             "--detach",
@@ -108,7 +236,43 @@ class Stack:
         )
 
     async def down(self) -> None:
-        await self.compose("down", "--volumes", "--remove-orphans", "--timeout", "5", timeout=120)
+        """Remove the project's containers, networks and volumes. Not interruptible: a
+        second Ctrl-C or SIGTERM, or the event loop cancelling every task as it closes,
+        only makes this return (CancelledError) once `docker compose down` has ended."""
+        done = asyncio.get_running_loop().run_in_executor(None, self._down)
+        cancelled = False
+        while True:
+            try:
+                await asyncio.shield(done)
+                break
+            except asyncio.CancelledError:
+                if done.cancelled():
+                    raise
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def _down(self) -> None:
+        # In a thread, so that cancellation cannot stop it; its own session, so that a
+        # signal sent to our process group (Ctrl-C, a CI runner's SIGTERM) cannot either.
+        args = ["down", "--volumes", "--remove-orphans", "--timeout", "5"]
+        try:
+            result = subprocess.run(
+                self._command(args),
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired:
+            raise StackError("`docker compose down` took over 120s") from None
+        if result.returncode != 0:
+            raise StackError(
+                f"`docker compose down` failed ({result.returncode}):\n"
+                f"{result.stdout.decode(errors='replace')[-3000:]}"
+            )
+        release(self.project, "stack")
 
     async def port(self, service: str, container_port: int) -> str:
         """host:port where a service's container port is published (always 127.0.0.1)."""
@@ -120,7 +284,7 @@ class Stack:
             "logs", "--no-color", "--timestamps", service, timeout=60, check=False
         )
 
-    async def compose(self, *args: str, timeout: float, check: bool = True) -> str:
+    def _command(self, args: Sequence[str]) -> list[str]:
         command = [
             "docker",
             "compose",
@@ -131,9 +295,16 @@ class Stack:
         ]
         for file in self.files:
             command += ["--file", str(file)]
-        command += args
+        return [*command, *args]
+
+    async def compose(self, *args: str, timeout: float, check: bool = True) -> str:
+        # Its own session: on Ctrl-C or a group SIGTERM, we stop it (below), not the signal.
         process = await asyncio.create_subprocess_exec(
-            *command, env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *self._command(args),
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             async with asyncio.timeout(timeout):
@@ -142,6 +313,18 @@ class Stack:
             process.kill()
             await process.wait()
             raise StackError(f"`docker compose {' '.join(args)}` took over {timeout:g}s") from None
+        except BaseException:
+            # Interrupted: stop the command (Compose cancels what it was doing) before the
+            # teardown starts, or `up` would go on creating containers behind its back.
+            process.terminate()
+            try:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(10):
+                        await process.wait()
+            finally:
+                if process.returncode is None:
+                    process.kill()
+            raise
         text = out.decode(errors="replace")
         if check and process.returncode != 0:
             raise StackError(
@@ -237,10 +420,11 @@ class Containers:
         check: bool = True,
         **options: Any,
     ) -> str:
-        """Run a short-lived container for the project (labelled with it, so teardown's
-        leftover check sees it; removed when it exits, or killed after `timeout`); its
-        output. A non-zero exit raises StackError, or with `check=False` returns what it
-        printed on stderr. `options` go to the Docker SDK's run."""
+        """Run a short-lived container for the project (labelled with it and its run, so
+        teardown's leftover check and `peerlab clean` see it; removed when it exits, or
+        killed after `timeout`); its output. A non-zero exit raises StackError, or with
+        `check=False` returns what it printed on stderr. `options` go to the Docker SDK's
+        run."""
         name = f"{self.project}-{name}"
 
         def run() -> bytes:
@@ -249,7 +433,10 @@ class Containers:
                     image,
                     command,
                     name=name,
-                    labels={"com.docker.compose.project": self.project},
+                    labels={
+                        PROJECT_LABEL: self.project,
+                        **_labels.get(self.project, {RUN_LABEL: self.project}),
+                    },
                     remove=True,
                     stdout=True,
                     stderr=True,

@@ -1,10 +1,16 @@
 """The suite must be able to fail: with an agent that never acks, a scenario fails and
-its message names the missing acks. Needs Docker and the images (`make suite-check`)."""
+its message names the missing acks; with one that delivers retransmitted copies twice,
+the lossy path fails naming them. The history checker, run after every scenario, finds
+the same anomalies on its own (check.json). Needs Docker and the images
+(`make suite-check`)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
+from scenarios import catalog
 from scenarios.cli import BROKEN_AGENTS
 from scenarios.runner import run_scenario
 
@@ -13,20 +19,27 @@ pytestmark = pytest.mark.containers
 
 async def test_an_agent_that_never_acks_fails_two_peers_naming_the_acks(tmp_path):
     outcome = await run_scenario(
-        "two_peers", tmp_path, env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["no-acks"]}
+        catalog.load("two_peers"), tmp_path, env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["no-acks"]}
     )
     assert not outcome.passed
     assert "peer1 → peer2: 5 of 5 messages were never acked: text " in outcome.error
     assert "peer2 → peer1: 5 of 5 messages were never acked: text " in outcome.error
     # The evidence is kept: event logs of both agents show the messages that arrived.
     assert outcome.folder is not None and (outcome.folder / "events" / "peer2.jsonl").exists()
+    verdict = json.loads((outcome.folder / "check.json").read_text())
+    assert verdict["valid"] is False and verdict["counts"]["never_acked"] == 10, verdict
 
 
 async def test_an_agent_that_delivers_retransmitted_copies_fails_the_lossy_path(tmp_path):
     outcome = await run_scenario(
-        "lossy_data_path",
+        catalog.load("lossy_data_path"),
         tmp_path,
         env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["double-delivery"]},
     )
     assert not outcome.passed
     assert "messages were delivered more than once: text " in outcome.error, outcome.error
+    assert outcome.folder is not None
+    verdict = json.loads((outcome.folder / "check.json").read_text())
+    assert verdict["valid"] is False and verdict["counts"]["duplicated"] > 0, verdict
+    duplicated = verdict["anomalies"]["duplicated"][0]
+    assert duplicated["type"] == "text" and "delivered" in duplicated["detail"], duplicated

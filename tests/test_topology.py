@@ -136,7 +136,7 @@ def test_host_conntrack_rules_are_tagged_and_removed_by_tag():
     script = exempt_script(["br-abc", "br-def"], "peerlab:run-1")
     assert script.count("-j NOTRACK") == 2
     assert "iptables -t raw -I PREROUTING -i br-abc -m comment --comment peerlab:run-1" in script
-    assert "grep -F -- peerlab:run-2 |" in remove_script("peerlab:run-2")
+    assert "grep -E -- '--comment \"?peerlab:run-2\"?( |$)' |" in remove_script("peerlab:run-2")
     assert bridge_name({"Id": "0123456789abcdef", "Options": {}}) == "br-0123456789ab"
     named = {"Id": "x", "Options": {"com.docker.network.bridge.name": "lab0"}}
     assert bridge_name(named) == "lab0"

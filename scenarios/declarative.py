@@ -1,0 +1,249 @@
+"""Runs a declarative scenario (scenarios/scenario_spec.py) on a lab: opens the links,
+plays the workload and the fault timeline against one clock, waits for the last acks,
+then checks the expectations. Every workload operation and fault lands in the run's
+history (invoke/ok/fail), so the checker and the report know what happened when.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import Any
+
+from scenarios.checks import DeliveryReport
+from scenarios.lab import Lab
+from scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
+from scenarios.spec_files import SpecError
+from scenarios.topology import Topology
+
+EMOJI = "👍"
+
+
+def check_placement(spec: ScenarioSpec, topology: Topology) -> None:
+    """Faults that need a router need their peer behind one (in this run's topology,
+    after the profile): SpecError naming the fault's line, before anything runs."""
+    for i, fault in enumerate(spec.faults):
+        kind, args = fault.kind, fault.args
+        if kind in ("partition", "flap"):
+            needs = list(args["between"])
+            ok = any(topology.lan_of(p) for p in needs)
+        elif kind == "shape" and args["peer"] in ("signaling", "turn_tcp"):
+            continue
+        elif kind in ("shape", "rebind"):
+            needs = [args["peer"]]
+            ok = topology.lan_of(args["peer"]) is not None
+        else:
+            continue
+        if not ok:
+            raise SpecError(
+                f"{spec.source}:{fault.line}: faults[{i}]: {kind} needs {' or '.join(needs)} "
+                "behind a NAT router, but the topology (with the profile) puts "
+                f"{'them' if len(needs) > 1 else 'it'} on the internet"
+            )
+
+
+async def run_spec(spec: ScenarioSpec, lab: Lab) -> None:
+    check_placement(spec, lab.topology)
+    if not spec.turn:
+        await asyncio.gather(
+            *(lab.agents[x].link_options(y, turn=False) for a, b in spec.connect
+              for x, y in ((a, b), (b, a)))
+        )  # fmt: skip
+    await asyncio.gather(*(lab.connect(a, b, turn=spec.turn) for a, b in spec.connect))
+    started = time.monotonic()
+    lab.progress(
+        f"workload: {len(spec.workload)} stream(s) for {spec.end:g}s, "
+        f"{len(spec.faults)} fault(s) on the timeline"
+    )
+    applied: list[tuple[TimedFault, float, float]] = []
+    tasks = [asyncio.create_task(_stream(lab, s, started)) for s in spec.workload]
+    tasks += [asyncio.create_task(_fault(lab, f, started, spec.end, applied)) for f in spec.faults]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    pairs = sorted({(s.sender, s.receiver) for s in spec.workload})
+    await lab.wait_all_acked(pairs, timeout=spec.expect.settle)
+    reports = await lab.delivery_reports(pairs)
+    problems = _delivery_problems(spec, reports)
+    problems += await _partition_problems(spec, lab, applied)
+    if spec.expect.ack_p95_below is not None:
+        problems += await _latency_problems(spec, lab)
+    if problems:
+        raise AssertionError("\n".join(problems))
+    total = sum(len(r.sent) for r in reports)
+    lab.progress(f"{total} messages over {len(pairs)} directions: expectations met")
+
+
+async def _stream(lab: Lab, stream: Stream, started: float) -> None:
+    """Send `stream.count` messages, one every 1/rate s, cycling through its types."""
+    latest_text: str | None = None
+    for i in range(stream.count):
+        await _sleep_until(started + stream.start + i / stream.rate)
+        kind = stream.types[i % len(stream.types)]
+        if kind in ("edit", "delete", "reaction") and latest_text is None:
+            kind = "text"  # nothing to aim at yet (or the last text was deleted)
+        fields: dict[str, Any] = {"conversation": stream.conversation}
+        if kind == "text":
+            fields["body"] = f"{stream.sender}→{stream.receiver} #{i}"
+        elif kind == "edit":
+            fields.update(target=latest_text, body=f"edited at #{i}")
+        elif kind == "delete":
+            fields["target"] = latest_text
+        elif kind == "reaction":
+            fields.update(target=latest_text, emoji=EMOJI, action="add")
+        else:
+            fields["state"] = "started"
+        value = {"to": stream.receiver, "type": kind, "n": i}
+        lab.history.record(stream.sender, "invoke", "send", value)
+        try:
+            message = await lab.send(stream.sender, stream.receiver, kind, **fields)
+        except Exception as exc:
+            lab.history.record(stream.sender, "fail", "send", value, error=str(exc))
+            raise
+        lab.history.record(
+            stream.sender, "ok" if message else "info", "send",
+            {**value, "id": message["id"] if message else None},
+        )  # fmt: skip
+        if kind == "text" and message:
+            latest_text = message["id"]
+        elif kind == "delete":
+            latest_text = None
+
+
+async def _fault(
+    lab: Lab,
+    fault: TimedFault,
+    started: float,
+    end: float,
+    applied: list[tuple[TimedFault, float, float]],
+) -> None:
+    """Apply at `fault.at`, clear after its duration (or at the workload's end)."""
+    await _sleep_until(started + fault.at)
+    args = fault.args
+    if fault.kind == "flap":
+        a, b = args["between"]
+        await lab.faults.flap(a, b, down_s=args["down"], up_s=args["up"], cycles=args["cycles"])
+        return
+    if fault.kind == "kill":
+        peer = args["peer"]
+        lab.history.record("nemesis", "invoke", "kill", {"peer": peer})
+        await lab.containers.kill(peer)
+        lab.history.record("nemesis", "ok", "kill", {"peer": peer})
+        lab.progress(f"{peer} killed (timeline line {fault.line})")
+        await asyncio.sleep(fault.duration or 0)
+        lab.history.record("nemesis", "invoke", "restart", {"peer": peer})
+        await lab.containers.start(peer)
+        await lab.start([peer])
+        lab.history.record("nemesis", "ok", "restart", {"peer": peer})
+        lab.progress(f"{peer} started again")
+        return
+    if fault.kind == "rebind":
+        await lab.faults.rebind(args["peer"])
+        return
+    if fault.kind == "partition":
+        a, b = args["between"]
+        active = await lab.faults.partition(a, b, args["direction"])
+    else:
+        active = await lab.faults.shape(args["peer"], args["direction"], **args["link"])
+    until = fault.at + fault.duration if fault.duration is not None else end
+    await _sleep_until(started + until)
+    # The heal starts now: a link may come back while `clear` is still returning.
+    healing = time.time()
+    await lab.faults.clear(active)
+    applied.append((fault, active.applied_at, healing))
+
+
+async def _sleep_until(deadline: float) -> None:
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def _delivery_problems(spec: ScenarioSpec, reports: list[DeliveryReport]) -> list[str]:
+    """The report's problems the expectations care about."""
+    expect = spec.expect
+    problems = []
+    for report in reports:
+        for problem in report.problems():
+            if "never acked" in problem or "never delivered" in problem:
+                wanted = expect.all_delivered
+            elif "more than once" in problem:
+                wanted = expect.no_duplicates
+            elif "out of send order" in problem:
+                wanted = expect.in_order
+            else:
+                wanted = True  # delivered but never sent: always wrong
+            if wanted:
+                problems.append(problem)
+    return problems
+
+
+async def _partition_problems(
+    spec: ScenarioSpec, lab: Lab, applied: list[tuple[TimedFault, float, float]]
+) -> list[str]:
+    """disconnect_within / reconnect_within, for every partition of the timeline, from
+    both ends' state events."""
+    expect = spec.expect
+    if expect.disconnect_within is None and expect.reconnect_within is None:
+        return []
+    problems = []
+    for fault, cut_at, healed_at in applied:
+        if fault.kind != "partition":
+            continue
+        a, b = fault.args["between"]
+        for x, y in ((a, b), (b, a)):
+            events = await lab.agents[x].events(kind="state", peer=y)
+            checks = [
+                (expect.disconnect_within, "disconnected", cut_at, f"{x} reported {y} down"),
+                (expect.reconnect_within, "connected", healed_at, f"{x} had {y} back"),
+            ]
+            for limit, state, since, what in checks:
+                if limit is None:
+                    continue
+                seen = _first(events, state, since)
+                took = None if seen is None else seen - since
+                if took is None or took > limit:
+                    when = "never" if took is None else f"{took:.2f}s after"
+                    problems.append(
+                        f"{what} {when} the {'cut' if state == 'disconnected' else 'heal'} "
+                        f"(partition at line {fault.line}; expected within {limit:g}s)"
+                    )
+    return problems
+
+
+def _first(events: list[dict[str, Any]], state: str, since: float) -> float | None:
+    times = [e["t_wall"] for e in events if e.get("new") == state and e["t_wall"] >= since]
+    return min(times) if times else None
+
+
+async def _latency_problems(spec: ScenarioSpec, lab: Lab) -> list[str]:
+    limit = spec.expect.ack_p95_below
+    assert limit is not None
+    problems = []
+    for stream in spec.workload:
+        events = await lab.agents[stream.sender].events(peer=stream.receiver)
+        sent = {
+            e["message"]["id"]: e["t_wall"]
+            for e in events
+            if e["kind"] == "sent" and e["message"]["conversation"] == stream.conversation
+        }
+        latencies = sorted(
+            e["t_wall"] - sent[e["message"]["id"]]
+            for e in events
+            if e["kind"] == "acked" and e["message"]["id"] in sent
+        )
+        if not latencies:
+            continue
+        p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
+        lab.progress(
+            f"{stream.sender} → {stream.receiver} send→ack p95 {p95 * 1000:.0f} ms "
+            f"({len(latencies)} acks)"
+        )
+        if p95 > limit:
+            problems.append(
+                f"{stream.sender} → {stream.receiver}: send→ack p95 {p95 * 1000:.0f} ms, "
+                f"expected below {limit * 1000:.0f} ms"
+            )
+    return problems
