@@ -17,8 +17,9 @@ help:
 	@echo "                containers (installs/starts Docker where missing, builds images)"
 	@echo "make unit       lint-free fast part: unit and in-process integration tests"
 	@echo "make scenarios  the built-in container scenarios (peerlab run all)"
-	@echo "make examples   the example scenarios in examples/, run from outside the package,"
-	@echo "                the YAML one under three network profiles"
+	@echo "make examples   the example scenarios in examples/, run from outside the package:"
+	@echo "                a Python and a YAML file (under three network profiles), and the"
+	@echo "                pytest plugin example (under two)"
 	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
@@ -55,14 +56,18 @@ scenarios: venv images
 	docker compose config --quiet
 	$(PY) -m scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
 
-# Scenarios users write, run the way they run them: files outside the package, and one
-# scenario under a matrix of network profiles (one JUnit test case per scenario x profile).
+# Scenarios users write, run the way they run them: files outside the package, one
+# scenario under a matrix of network profiles (one JUnit test case per scenario x profile),
+# and a user's pytest suite using the plugin, from its own folder.
 EXAMPLE_PROFILES ?= lan,wifi,4g
 examples: venv images
 	$(PY) -m scenarios.cli run examples/scenarios/every_message_type.py \
 		--junit $(RESULTS)/junit-examples-python.xml
 	$(PY) -m scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
 		--profile $(EXAMPLE_PROFILES) --junit $(RESULTS)/junit-examples-profiles.xml
+	cd examples/pytest && $(abspath $(PY)) -m pytest -q --peerlab-profile lan,wifi \
+		--peerlab-results $(abspath $(RESULTS)) \
+		--junitxml=$(abspath $(RESULTS))/junit-examples-pytest.xml
 
 # Headless Chromium from Debian, for the test that renders a run's report.html.
 chromium:

@@ -1,7 +1,8 @@
 """Runs a declarative scenario (scenarios/scenario_spec.py) on a lab: opens the links,
 plays the workload and the fault timeline against one clock, waits for the last acks,
-then checks the expectations. Every workload operation and fault lands in the run's
-history (invoke/ok/fail), so the checker and the report know what happened when.
+then checks the expectations. Every workload operation (`Lab.send`) and fault lands in
+the run's history (invoke/ok/fail), so the checker and the report know what happened
+when.
 """
 
 from __future__ import annotations
@@ -97,17 +98,7 @@ async def _stream(lab: Lab, stream: Stream, started: float) -> None:
             fields.update(target=latest_text, emoji=EMOJI, action="add")
         else:
             fields["state"] = "started"
-        value = {"to": stream.receiver, "type": kind, "n": i}
-        lab.history.record(stream.sender, "invoke", "send", value)
-        try:
-            message = await lab.send(stream.sender, stream.receiver, kind, **fields)
-        except Exception as exc:
-            lab.history.record(stream.sender, "fail", "send", value, error=str(exc))
-            raise
-        lab.history.record(
-            stream.sender, "ok" if message else "info", "send",
-            {**value, "id": message["id"] if message else None},
-        )  # fmt: skip
+        message = await lab.send(stream.sender, stream.receiver, kind, **fields)
         if kind == "text" and message:
             latest_text = message["id"]
         elif kind == "delete":

@@ -204,8 +204,21 @@ class Lab:
         return link
 
     async def send(self, a: str, b: str, type: str, **fields: Any) -> dict[str, Any] | None:
-        message = await self.agents[a].send(b, type, **fields)
-        if message is not None and type != "typing":
+        """a sends b a message (None: a typing indicator held back); recorded in the run's
+        history as a workload operation of process `a`: invoke, then ok (with the
+        message's id), info (not sent) or fail."""
+        value = {"to": b, "type": type}
+        self.history.record(a, "invoke", "send", value)
+        try:
+            message = await self.agents[a].send(b, type, **fields)
+        except Exception as exc:
+            self.history.record(a, "fail", "send", value, error=str(exc))
+            raise
+        if message is None:
+            self.history.record(a, "info", "send", value)
+            return None
+        self.history.record(a, "ok", "send", {**value, "id": message["id"]})
+        if type != "typing":
             self.counters.sent += 1
         return message
 

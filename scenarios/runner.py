@@ -21,12 +21,14 @@ import sys
 import time
 import traceback
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from scenarios.catalog import Scenario
 from scenarios.check_run import check_folder
+from scenarios.checker import CheckResult
 from scenarios.lab import Lab
 from scenarios.profile_runtime import network_profile
 from scenarios.profiles import Profile
@@ -91,25 +93,39 @@ async def run_scenario(
         details,
         folder,
     )
-    if folder.exists() and (folder / "events").is_dir():
-        verdict = check_folder(folder)
-        (folder / "check.json").write_text(json.dumps(verdict.to_json(), ensure_ascii=False))
-        lab.progress(f"history checker: {verdict.render(limit=3).splitlines()[0]}")
-        if verdict.valid is False and outcome.passed:
-            outcome.passed = False
-            outcome.error = f"history checker: {verdict.render().splitlines()[0]}"
-            outcome.details = verdict.render(limit=10)
-    if folder.exists():
-        record = {k: v for k, v in asdict(outcome).items() if k not in ("details", "folder")}
-        (folder / "outcome.json").write_text(json.dumps({**record, "origin": scenario.origin}))
-        try:
-            write_report(folder)
-        except Exception as exc:  # a report bug must not change the scenario's verdict
-            print(f"{name}: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    verdict = check_history(folder, lab.progress)
+    if verdict is not None and verdict.valid is False and outcome.passed:
+        outcome.passed = False
+        outcome.error = f"history checker: {verdict.render().splitlines()[0]}"
+        outcome.details = verdict.render(limit=10)
+    record = {k: v for k, v in asdict(outcome).items() if k not in ("details", "folder")}
+    write_outcome(folder, {**record, "origin": scenario.origin})
     if outcome.passed and not keep:
         shutil.rmtree(folder, ignore_errors=True)
         outcome.folder = None
     return outcome
+
+
+def check_history(folder: Path, progress: Callable[[str], None]) -> CheckResult | None:
+    """Run the history checker over a scenario's folder (None: no event logs, the stack
+    never started), write check.json, and say the verdict."""
+    if not (folder / "events").is_dir():
+        return None
+    verdict = check_folder(folder)
+    (folder / "check.json").write_text(json.dumps(verdict.to_json(), ensure_ascii=False))
+    progress(f"history checker: {verdict.render(limit=3).splitlines()[0]}")
+    return verdict
+
+
+def write_outcome(folder: Path, record: dict[str, Any]) -> None:
+    """outcome.json and the report (which shows it) in the scenario's folder."""
+    if not folder.exists():
+        return
+    (folder / "outcome.json").write_text(json.dumps(record))
+    try:
+        write_report(folder)
+    except Exception as exc:  # a report bug must not change the scenario's verdict
+        print(f"{folder.name}: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def new_run_dir(root: Path | None = None) -> Path:
