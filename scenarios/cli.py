@@ -7,6 +7,8 @@
     peerlab check <results folder> [--limit N] [--json]
     peerlab report <results folder>
     peerlab clean [--dry-run] [--run ID]
+    peerlab replay <scenario results folder> [--keep] [--results DIR]
+    peerlab soak <scenario> [--runs N] [--profile P] [--seed S]
 
 A scenario is a built-in one by name, or a file anywhere: a Python plan module or a YAML
 scenario (docs/scenarios.md). `--profile lan,4g` runs each scenario under each network
@@ -25,12 +27,15 @@ import sys
 from pathlib import Path
 
 from scenarios import catalog
+from scenarios.bundle import replay_command
 from scenarios.check_run import add_check_parser, run_check
 from scenarios.cleanup import add_clean_parser, run_clean
 from scenarios.declarative import check_placement
 from scenarios.profiles import Profile, load_profile, shipped_profiles
+from scenarios.replay import add_replay_parser, run_replay
 from scenarios.report import add_report_parser, run_report
 from scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
+from scenarios.soak import add_soak_parser, run_soak
 from scenarios.spec_files import SpecError
 from scenarios.topology import parse_topology
 
@@ -92,7 +97,11 @@ async def _run(args: argparse.Namespace, cases: list) -> int:
         outcomes.append(outcome)
         print(
             f"{name}: {'pass' if outcome.passed else 'FAIL'} ({outcome.seconds:.1f}s)"
-            + (f"\n  {outcome.error}" if not outcome.passed else ""),
+            + (
+                f"\n  {outcome.error}\n  replay: {replay_command(outcome.folder)}"
+                if not outcome.passed and outcome.folder
+                else ""
+            ),
             file=sys.stderr,
             flush=True,
         )
@@ -138,8 +147,16 @@ def main(argv: list[str] | None = None) -> None:
     add_check_parser(commands)
     add_report_parser(commands)
     add_clean_parser(commands)
+    add_replay_parser(commands)
+    add_soak_parser(commands)
     args = parser.parse_args(argv)
-    tools = {"check": run_check, "report": run_report, "clean": run_clean}
+    tools = {
+        "check": run_check,
+        "report": run_report,
+        "clean": run_clean,
+        "replay": run_replay,
+        "soak": run_soak,
+    }
     if args.command in tools:
         sys.exit(tools[args.command](args))
     try:

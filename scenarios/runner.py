@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from scenarios.bundle import replay_command, write_bundle
 from scenarios.catalog import Scenario
 from scenarios.check_run import check_folder
 from scenarios.checker import CheckResult
@@ -100,6 +101,14 @@ async def run_scenario(
         outcome.details = verdict.render(limit=10)
     record = {k: v for k, v in asdict(outcome).items() if k not in ("details", "folder")}
     write_outcome(folder, {**record, "origin": scenario.origin})
+    if folder.exists():
+        try:
+            write_bundle(
+                folder, scenario=scenario, profile=profile, seed=seed, peers=peers, env=env,
+                outcome=outcome, stack=lab.stack,
+            )  # fmt: skip
+        except Exception as exc:  # a bundle bug must not change the scenario's verdict
+            print(f"{name}: bundle not written: {type(exc).__name__}: {exc}", file=sys.stderr)
     if outcome.passed and not keep:
         shutil.rmtree(folder, ignore_errors=True)
         outcome.folder = None
@@ -153,7 +162,9 @@ def write_junit(outcomes: Sequence[Outcome], path: Path, suite: str = "peerlab")
         )
         if not o.passed:
             failure = ET.SubElement(case, "failure", message=o.error.splitlines()[0][:500])
-            failure.text = o.details + (f"\nevidence: {o.folder}" if o.folder else "")
+            failure.text = o.details + (
+                f"\nevidence: {o.folder}\nreplay: {replay_command(o.folder)}" if o.folder else ""
+            )
         out = ET.SubElement(case, "system-out")
         out.text = f"peers={o.peers} links={o.links} sent={o.sent} acked={o.acked}" + (
             f" folder={o.folder}" if o.folder else ""
@@ -180,5 +191,8 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
         )
     for o in outcomes:
         if not o.passed:
-            rows.append(f"\n{o.scenario} failed: {o.error}\n  evidence kept in {o.folder}")
+            rows.append(
+                f"\n{o.scenario} failed: {o.error}\n  evidence kept in {o.folder}"
+                f"\n  replay: {replay_command(o.folder)}"
+            )
     return "\n".join(rows)
