@@ -120,17 +120,9 @@ async def _fault(
         await lab.faults.flap(a, b, down_s=args["down"], up_s=args["up"], cycles=args["cycles"])
         return
     if fault.kind == "kill":
-        peer = args["peer"]
-        lab.history.record("nemesis", "invoke", "kill", {"peer": peer})
-        await lab.containers.kill(peer)
-        lab.history.record("nemesis", "ok", "kill", {"peer": peer})
-        lab.progress(f"{peer} killed (timeline line {fault.line})")
+        await lab.kill(args["peer"])
         await asyncio.sleep(fault.duration or 0)
-        lab.history.record("nemesis", "invoke", "restart", {"peer": peer})
-        await lab.containers.start(peer)
-        await lab.start([peer])
-        lab.history.record("nemesis", "ok", "restart", {"peer": peer})
-        lab.progress(f"{peer} started again")
+        await lab.restart(args["peer"])
         return
     if fault.kind == "rebind":
         await lab.faults.rebind(args["peer"])

@@ -64,8 +64,13 @@ class Progress:
 @dataclass
 class Counters:
     sent: int = 0
-    acked: int = 0
     links: set[tuple[str, str]] = field(default_factory=set)
+    acked_by_pair: dict[tuple[str, str], int] = field(default_factory=dict)
+    """(sender, receiver) → messages acked, as last counted for that pair."""
+
+    @property
+    def acked(self) -> int:
+        return sum(self.acked_by_pair.values())
 
 
 class Lab:
@@ -157,6 +162,22 @@ class Lab:
                 url = f"http://{await self.stack.port(lan.router, ROUTER_CONTROL_PORT)}"
                 self.routers[lan.name] = RouterClient(lan.router, url, self._session)
         self.progress(f"stack healthy in {time.monotonic() - started:.1f}s")
+
+    async def kill(self, peer: str) -> None:
+        """SIGKILL a peer's container (a crash), recorded in the history as a nemesis
+        `kill`: the checker allows a dead sender's unacked messages to be lost."""
+        self.history.record("nemesis", "invoke", "kill", {"peer": peer})
+        await self.containers.kill(peer)
+        self.history.record("nemesis", "ok", "kill", {"peer": peer})
+        self.progress(f"{peer} killed")
+
+    async def restart(self, peer: str) -> None:
+        """Start a killed peer's container again and wait until its agent answers."""
+        self.history.record("nemesis", "invoke", "restart", {"peer": peer})
+        await self.containers.start(peer)
+        await self.start([peer])  # its control port is a new one
+        self.history.record("nemesis", "ok", "restart", {"peer": peer})
+        self.progress(f"{peer} started again")
 
     async def _prove_nats(self) -> None:
         started = time.monotonic()
@@ -299,7 +320,8 @@ class Lab:
             if all(not r.unacked for r in reports) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.25)
-        self.counters.acked = sum(len(r.sent) - len(r.unacked) for r in reports)
+        for r in reports:
+            self.counters.acked_by_pair[(r.sender, r.receiver)] = len(r.sent) - len(r.unacked)
 
     async def assert_delivered(
         self, pairs: Sequence[tuple[str, str]], timeout: float = 30.0

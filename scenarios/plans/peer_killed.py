@@ -44,8 +44,7 @@ async def _kill_and_restart(lab: Lab, victim: str, survivors: list[str]) -> None
     await asyncio.sleep(1.0)
     marks = {s: (await lab.agents[s].state())["last_event"] for s in survivors}
     killed_at = time.time()
-    await lab.containers.kill(victim)
-    lab.progress(f"{victim} killed")
+    await lab.kill(victim)
 
     for survivor in survivors:
         (event,) = await lab.agents[survivor].wait(
@@ -59,9 +58,7 @@ async def _kill_and_restart(lab: Lab, victim: str, survivors: list[str]) -> None
         )
 
     await asyncio.sleep(1.0)  # the survivors keep sending into the outage
-    await lab.containers.start(victim)
-    lab.progress(f"{victim} started again")
-    await lab.start([victim])  # waits for its health check; its control port is new
+    await lab.restart(victim)
     for survivor in survivors:
         await lab.agents[survivor].wait_state(victim, "connected", timeout=30)
         lab.progress(f"{survivor} ↔ {victim} reconnected")
