@@ -66,6 +66,8 @@ class _Link:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     attempts: int = 0
+    closed_session: str | None = None
+    """The last session this side closed on purpose (disconnect)."""
 
 
 class PeerConnectionManager:
@@ -157,6 +159,7 @@ class PeerConnectionManager:
         if link is None:
             return
         link.wanted = False
+        link.closed_session = link.session
         with contextlib.suppress(SignalingUnavailable):
             await self.signaling.send(
                 {"type": "bye", "to": remote_id, "session": link.session or "", "reason": reason}
@@ -184,11 +187,24 @@ class PeerConnectionManager:
         elif kind == "answer":
             self._on_answer(frame["from"], frame["sdp"], frame.get("session", ""))
         elif kind == "bye":
-            # Whatever session it names, the remote is done with us: stop reconnecting.
-            link = self._links.get(frame["from"])
-            if link is not None:
-                link.wanted = False
-                await self._teardown(link, P2PConnectionState.CLOSED)
+            await self._on_bye(frame["from"], frame.get("session", ""))
+
+    async def _on_bye(self, remote_id: str, session: str) -> None:
+        link = self._links.get(remote_id)
+        if link is None:
+            return
+        if session and session == link.closed_session and link.wanted:
+            # Both ends closed that session at once and this side wants the link again
+            # since (a new connect, or the remote's new offer): the remote's bye only
+            # echoes a close we made ourselves. Obeying it would kill the new attempt
+            # (seen: a disconnect followed at once by a connect, the remote's bye
+            # arriving in between).
+            self._observe("stale_bye", peer=remote_id, session=session)
+            return
+        # Any other bye: the remote is done with us, whatever session it names: stop
+        # reconnecting (a new offer from either side starts the link again).
+        link.wanted = False
+        await self._teardown(link, P2PConnectionState.CLOSED)
 
     def _on_registered(self) -> None:
         # An offer sent just before the signaling connection died may have died with it

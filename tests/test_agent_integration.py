@@ -220,3 +220,27 @@ async def test_an_offer_lost_with_the_signaling_connection_is_sent_again(make_ag
     await alice.connect("bob", timeout=8)  # the answer timeout alone is 15 s
     assert lost and time.monotonic() - started < 8
     assert bob.manager.state("alice") is P2PConnectionState.CONNECTED
+
+
+async def test_a_bye_that_crosses_our_own_close_does_not_kill_the_next_connection(make_agent):
+    alice = await make_agent("alice")
+    await make_agent("bob")
+    await alice.connect("bob")
+    old_session = alice.manager._links["bob"].session
+    assert old_session
+    await alice.manager.disconnect("bob")
+    # Alice connects again at once; bob's own bye for the old session (he was closing
+    # it too) arrives only now, while the new attempt is under way.
+    connecting = asyncio.create_task(alice.connect("bob"))
+    await asyncio.sleep(0)
+    mark = alice.events.last_seq
+    await alice.manager.handle_signal(
+        {"type": "bye", "from": "bob", "session": old_session, "reason": "disconnect"}
+    )
+    await asyncio.wait_for(connecting, timeout=20)
+    assert alice.manager.state("bob") is P2PConnectionState.CONNECTED
+    assert alice.events.since(mark, {"kind": "stale_bye", "peer": "bob"})
+    # A bye for the session that is up now still closes it: bob is done with us.
+    current = alice.manager._links["bob"].session
+    await alice.manager.handle_signal({"type": "bye", "from": "bob", "session": current})
+    assert alice.manager.state("bob") is P2PConnectionState.CLOSED
