@@ -41,6 +41,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 from router import stun
 
@@ -69,8 +70,8 @@ def summarize(sent: int, answers: list[tuple[int, float, str]]) -> dict:
         "duplicates": duplicates,
         "reordered": reordered,
         "rtt_ms": {
-            "p50": _percentile(rtts, 50),
-            "p95": _percentile(rtts, 95),
+            "p50": percentile(rtts, 50),
+            "p95": percentile(rtts, 95),
             "min": rtts[0] if rtts else None,
             "max": rtts[-1] if rtts else None,
         },
@@ -78,8 +79,9 @@ def summarize(sent: int, answers: list[tuple[int, float, str]]) -> dict:
     }
 
 
-def _percentile(ordered: list[float], percent: float) -> float | None:
-    """Nearest-rank percentile: a value that was measured, never an interpolation."""
+def percentile(ordered: Sequence[float], percent: float) -> float | None:
+    """Nearest-rank percentile of sorted values (None for none): a value that was
+    measured, never an interpolation. The harness's reports use it too."""
     if not ordered:
         return None
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]

@@ -8,10 +8,10 @@ when.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from typing import Any
 
+from router.probe import percentile
 from scenarios.checks import DeliveryReport
 from scenarios.lab import Lab
 from scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
@@ -219,7 +219,7 @@ async def _latency_problems(spec: ScenarioSpec, lab: Lab) -> list[str]:
         )
         if not latencies:
             continue
-        p95 = latencies[max(0, math.ceil(0.95 * len(latencies)) - 1)]
+        p95 = percentile(latencies, 95)
         lab.progress(
             f"{stream.sender} → {stream.receiver} send→ack p95 {p95 * 1000:.0f} ms "
             f"({len(latencies)} acks)"

@@ -26,7 +26,6 @@ import argparse
 import bisect
 import html
 import json
-import math
 import re
 import sys
 from collections import defaultdict
@@ -34,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from router.probe import percentile
 from scenarios.check_run import load_run, scenario_folders
 from scenarios.checks import RELIABLE
 
@@ -188,11 +188,6 @@ def latency_edges(largest_ms: float) -> list[float]:
     return edges
 
 
-def _percentile(ordered: Sequence[float], p: float) -> float:
-    """Nearest rank: a value that was measured."""
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def latency_histograms(messages: Sequence[Entry]) -> list[Entry]:
     """Per ordered link, the send → ack latencies (ms) binned on edges shared by every
     link, so that the histograms compare at a glance."""
@@ -220,8 +215,8 @@ def latency_histograms(messages: Sequence[Entry]) -> list[Entry]:
                 "acked": len(values),
                 "edges": edges,
                 "counts": counts,
-                "p50": _percentile(values, 50) if values else None,
-                "p95": _percentile(values, 95) if values else None,
+                "p50": percentile(values, 50),
+                "p95": percentile(values, 95),
                 "max": values[-1] if values else None,
             }
         )

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from router.probe import percentile as nearest_rank
 from scenarios.bundle import replay_command
 from scenarios.runner import new_run_dir, run_scenario
 from scenarios.spec_files import SpecError
@@ -54,8 +55,9 @@ def wilson_interval(passed: int, runs: int, z: float = Z_95) -> tuple[float, flo
 def percentile(values: Sequence[float], q: float) -> float:
     """The nearest-rank q-quantile (0 < q <= 1): the smallest value with at least a
     fraction q of all values at or below it."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+    value = nearest_rank(sorted(values), q * 100)
+    assert value is not None, "no values"
+    return value
 
 
 def summary(results: Sequence[RunResult]) -> str:

@@ -69,7 +69,6 @@ class Document:
         self.lines[where] = node.start_mark.line + 1
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                self.lines[(*where, key.value)] = key.start_mark.line + 1
                 self._index(value, (*where, key.value))
                 # A key's own line beats its value's (a nested mapping starts below it).
                 self.lines[(*where, key.value)] = key.start_mark.line + 1
