@@ -38,7 +38,7 @@ $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(PY) -m scenarios.demo
+	$(PY) -m peerlab.scenarios.demo
 
 test: lint lint-ci unit scenarios examples suite-check
 
@@ -54,16 +54,16 @@ images: docker
 
 scenarios: venv images
 	docker compose config --quiet
-	$(PY) -m scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
+	$(PY) -m peerlab.scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
 
 # Scenarios users write, run the way they run them: files outside the package, one
 # scenario under a matrix of network profiles (one JUnit test case per scenario x profile),
 # and a user's pytest suite using the plugin, from its own folder.
 EXAMPLE_PROFILES ?= lan,wifi,4g
 examples: venv images
-	$(PY) -m scenarios.cli run examples/scenarios/every_message_type.py \
+	$(PY) -m peerlab.scenarios.cli run examples/scenarios/every_message_type.py \
 		--junit $(RESULTS)/junit-examples-python.xml
-	$(PY) -m scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
+	$(PY) -m peerlab.scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
 		--profile $(EXAMPLE_PROFILES) --junit $(RESULTS)/junit-examples-profiles.xml
 	cd examples/pytest && $(abspath $(PY)) -m pytest -q --peerlab-profile lan,wifi \
 		--peerlab-results $(abspath $(RESULTS)) \

@@ -15,10 +15,10 @@ import time
 
 from bench.processes import Control
 from bench.workload import CONVERSATION, Workload
-from peer.agent import Agent, AgentConfig
-from peer.message_channel import MessageChannel
-from peer.protocol import ChannelMessage, MessageType, encode
-from signaling.auth import make_token
+from peerlab.peer.agent import Agent, AgentConfig
+from peerlab.peer.message_channel import MessageChannel
+from peerlab.peer.protocol import ChannelMessage, MessageType, encode
+from peerlab.signaling.auth import make_token
 
 
 def _agent(url: str, room: str, secret: str, peer_id: str) -> Agent:

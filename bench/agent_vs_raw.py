@@ -34,7 +34,7 @@ from typing import Any
 from bench import agent_end, raw_end
 from bench.processes import EndFailed, EndProcess, run_ends
 from bench.workload import Workload, median, percentile
-from signaling.server import ServerConfig, SignalingServer
+from peerlab.signaling.server import ServerConfig, SignalingServer
 
 THROUGHPUT_TARGET = 0.9
 """The agent should deliver at least this fraction of raw aiortc's messages per second."""

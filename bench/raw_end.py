@@ -21,8 +21,8 @@ from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessi
 
 from bench.processes import Control, receive
 from bench.workload import Workload
-from peer.connection import enlarge_udp_receive_buffers
-from peer.message_channel import ChannelConfig
+from peerlab.peer.connection import enlarge_udp_receive_buffers
+from peerlab.peer.message_channel import ChannelConfig
 
 BUFFERED_LOW = ChannelConfig().buffered_low
 

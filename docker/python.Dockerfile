@@ -1,6 +1,6 @@
 # One image for both Python services of PeerLab:
-#   the peer agent        docker run peerlab/python:dev python -m peer
-#   the signaling server  docker run peerlab/python:dev python -m signaling
+#   the peer agent        docker run peerlab/python:dev python -m peerlab.peer
+#   the signaling server  docker run peerlab/python:dev python -m peerlab.signaling
 #
 # Build context: the repository root (scripts/build-images.sh sends only the
 # files listed below). BASE_IMAGE is the upstream Python image where a registry
@@ -45,15 +45,15 @@ RUN pip install --no-deps -r /tmp/requirements.lock \
     && python -c "import aiortc, websockets, aiohttp"
 
 # Application code last, so that a code change rebuilds in seconds. It is run
-# from /app through PYTHONPATH: no build step, no network access.
+# from /app through PYTHONPATH: no build step, no network access. The folders go under
+# /app/peerlab/, the namespace an installed PeerLab has (peerlab.peer, peerlab.signaling...).
 WORKDIR /app
 ENV PYTHONPATH=/app
-COPY pyproject.toml /app/
-COPY signaling/ /app/signaling/
-COPY peer/ /app/peer/
+COPY signaling/ /app/peerlab/signaling/
+COPY peer/ /app/peerlab/peer/
 # The network lab's NAT router (peerlab/router:dev adds its system tools on top).
-COPY router/ /app/router/
+COPY router/ /app/peerlab/router/
 # The harness too: the deliberately broken agent (scenarios/broken_agent.py) runs from it.
-COPY scenarios/ /app/scenarios/
+COPY scenarios/ /app/peerlab/scenarios/
 
-CMD ["python", "-m", "peer"]
+CMD ["python", "-m", "peerlab.peer"]

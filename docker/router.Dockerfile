@@ -1,7 +1,7 @@
-# PeerLab's NAT router: `python -m router` (router/, docs/router.md).
+# PeerLab's NAT router: `python -m peerlab.router` (router/, docs/router.md).
 #
 # FROM the Python image (PYTHON_IMAGE, peerlab/python:dev), which already holds the
-# code in /app/router. Adds the netfilter tools the router drives (iptables, iproute2,
+# code in /app/peerlab/router. Adds the netfilter tools the router drives (iptables, iproute2,
 # conntrack) and NetfilterQueue 1.1.0 for the userspace shaper (router/nfqueue.py).
 #
 # NetfilterQueue has no wheel on PyPI: a builder stage compiles one against Debian's
@@ -54,4 +54,4 @@ RUN pip install --no-index --no-deps /tmp/wheels/*.whl \
     && python -c "import netfilterqueue"
 
 EXPOSE 8080/tcp
-CMD ["python", "-m", "router"]
+CMD ["python", "-m", "peerlab.router"]

@@ -1,4 +1,4 @@
-"""`python -m peer`: run one PeerLab agent until SIGTERM/SIGINT or POST /shutdown.
+"""`python -m peerlab.peer`: run one PeerLab agent until SIGTERM/SIGINT or POST /shutdown.
 
 Every flag has an environment variable (shown in --help), so a container is configured
 by its environment alone.
@@ -14,11 +14,11 @@ import signal
 import sys
 from pathlib import Path
 
-from peer.agent import Agent, AgentConfig
-from peer.control import ControlServer
-from peer.manager import ManagerConfig
-from peer.message_channel import ChannelConfig
-from signaling.auth import make_token
+from peerlab.peer.agent import Agent, AgentConfig
+from peerlab.peer.control import ControlServer
+from peerlab.peer.manager import ManagerConfig
+from peerlab.peer.message_channel import ChannelConfig
+from peerlab.signaling.auth import make_token
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -29,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # Defaults are the environment's strings: argparse converts them with each option's
     # `type`, so a bad value in the environment gets the same clear error as on the CLI.
     p = argparse.ArgumentParser(
-        prog="python -m peer",
+        prog="python -m peerlab.peer",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

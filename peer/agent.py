@@ -1,7 +1,7 @@
 """`Agent`: one PeerLab peer — signaling client, connection manager, histories and event log.
 
 The agent is what scenario scripts drive (through the control API in peer/control.py)
-and what `python -m peer` runs. It records every observation of its parts in its event
+and what `python -m peerlab.peer` runs. It records every observation of its parts in its event
 log and keeps, per remote peer, the conversation history a chat app would show.
 """
 
@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from peer.events import EventLog
-from peer.history import ConversationHistory
-from peer.manager import ManagerConfig, PeerConnectionManager
-from peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType, decode
-from peer.signaling_client import SignalingClient, SignalingUnavailable
-from peer.state import P2PConnectionState
+from peerlab.peer.events import EventLog
+from peerlab.peer.history import ConversationHistory
+from peerlab.peer.manager import ManagerConfig, PeerConnectionManager
+from peerlab.peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType, decode
+from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
+from peerlab.peer.state import P2PConnectionState
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from peer.agent import Agent
-from peer.connection import ConnectionSetupError
-from peer.events import matches, message_to_json
-from peer.protocol import MessageType, ProtocolError
-from peer.state import P2PConnectionState
+from peerlab.peer.agent import Agent
+from peerlab.peer.connection import ConnectionSetupError
+from peerlab.peer.events import matches, message_to_json
+from peerlab.peer.protocol import MessageType, ProtocolError
+from peerlab.peer.state import P2PConnectionState
 
 MAX_WAIT = 600.0
 

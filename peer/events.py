@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from peer.protocol import SCHEMA, ChannelMessage
+from peerlab.peer.protocol import SCHEMA, ChannelMessage
 
 Event = dict[str, Any]
 

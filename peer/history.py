@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.protocol import ChannelMessage, MessageType, ReactionAction
+from peerlab.peer.protocol import ChannelMessage, MessageType, ReactionAction
 
 
 @dataclass(slots=True)

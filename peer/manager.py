@@ -19,11 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.connection import ConnectionSetupError, IceOptions, PeerConnection
-from peer.message_channel import ChannelConfig, MessageChannel
-from peer.protocol import check_identifier
-from peer.signaling_client import SignalingClient, SignalingUnavailable
-from peer.state import P2PConnectionState, wins_glare
+from peerlab.peer.connection import ConnectionSetupError, IceOptions, PeerConnection
+from peerlab.peer.message_channel import ChannelConfig, MessageChannel
+from peerlab.peer.protocol import check_identifier
+from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
+from peerlab.peer.state import P2PConnectionState, wins_glare
 
 StateCallback = Callable[[str, P2PConnectionState, P2PConnectionState], Any]
 PC_CLOSE_GRACE = 2.0

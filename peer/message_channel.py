@@ -20,8 +20,8 @@ from typing import Any
 
 from aiortc import RTCDataChannel
 
-from peer.liveness import Liveness
-from peer.protocol import (
+from peerlab.peer.liveness import Liveness
+from peerlab.peer.protocol import (
     MAX_ACKED_IDS,
     ChannelMessage,
     MessageType,
@@ -33,8 +33,8 @@ from peer.protocol import (
     decode,
     encode,
 )
-from peer.reliability import Inbox, Outbox
-from peer.throttle import TypingThrottle
+from peerlab.peer.reliability import Inbox, Outbox
+from peerlab.peer.throttle import TypingThrottle
 
 Handler = Callable[[ChannelMessage], Any]
 Observer = Callable[..., None]

@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from peer.protocol import ChannelMessage
+from peerlab.peer.protocol import ChannelMessage
 
 MAX_RTO = 60.0
 

@@ -19,7 +19,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from peer.connection import IceServer
+from peerlab.peer.connection import IceServer
 
 FrameHandler = Callable[[dict[str, Any]], Awaitable[None]]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from peer.protocol import TypingState
+from peerlab.peer.protocol import TypingState
 
 
 @dataclass(slots=True)

@@ -1,1 +1,1 @@
-"""PeerLab's NAT router for the network lab: `python -m router` (docs/router.md)."""
+"""PeerLab's NAT router for the network lab: `python -m peerlab.router` (docs/router.md)."""

@@ -1,4 +1,4 @@
-"""`python -m router`: one NAT router of the network lab, configured by its environment
+"""`python -m peerlab.router`: one NAT router of the network lab, configured by its environment
 (ROUTER_*, docs/router.md). Sets up the NAT, starts the shaper and the control API, and
 runs until SIGTERM/SIGINT, after which it removes its rules and exits within a second.
 
@@ -21,11 +21,11 @@ import logging
 import os
 import time
 
-from router.config import ConfigError, RouterConfig, from_env
-from router.control import ControlServer
-from router.nat import Links
-from router.netfilter import NatRouter, Netfilter, NetfilterError, find_links
-from router.nfqueue import ShaperService
+from peerlab.router.config import ConfigError, RouterConfig, from_env
+from peerlab.router.control import ControlServer
+from peerlab.router.nat import Links
+from peerlab.router.netfilter import NatRouter, Netfilter, NetfilterError, find_links
+from peerlab.router.nfqueue import ShaperService
 
 # docker stop waits 10 s before SIGKILL; the router must be gone well before.
 TEARDOWN_TIMEOUT = 0.8

@@ -11,7 +11,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from router.nfqueue import BACKENDS as SHAPER_BACKENDS
+from peerlab.router.nfqueue import BACKENDS as SHAPER_BACKENDS
 
 # RFC 4787 behaviours (docs/router.md). "none" exists in the lab's vocabulary but means
 # "no router at all", so a router never takes it.

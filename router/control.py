@@ -15,9 +15,9 @@ from typing import Any
 
 from aiohttp import web
 
-from router.config import ConfigError, RouterConfig
-from router.netfilter import Conflict, NatRouter, UnknownPartition
-from router.nfqueue import DIRECTIONS, ShaperService
+from peerlab.router.config import ConfigError, RouterConfig
+from peerlab.router.netfilter import Conflict, NatRouter, UnknownPartition
+from peerlab.router.nfqueue import DIRECTIONS, ShaperService
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from router.config import ConfigError, check_hairpin, check_nat_type, parse_ipv4
-from router.hairpin import HAIRPIN_DNAT, HAIRPIN_SNAT
+from peerlab.router.config import ConfigError, check_hairpin, check_nat_type, parse_ipv4
+from peerlab.router.hairpin import HAIRPIN_DNAT, HAIRPIN_SNAT
 
 Rule = list[str]
 

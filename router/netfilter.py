@@ -23,9 +23,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.config import ConfigError, RouterConfig, check_hairpin, check_nat_type
-from router.hairpin import Flow, HairpinTable, parse_flow
-from router.nat import (
+from peerlab.router.config import ConfigError, RouterConfig, check_hairpin, check_nat_type
+from peerlab.router.hairpin import Flow, HairpinTable, parse_flow
+from peerlab.router.nat import (
     CHAINS,
     NAT_CHAINS,
     PARTITION_COMMENT_PREFIX,

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from router.shaper import LinkFaults, LinkShaper, ShaperCounters, Trace, parse_trace
+from peerlab.router.shaper import LinkFaults, LinkShaper, ShaperCounters, Trace, parse_trace
 
 log = logging.getLogger(__name__)
 

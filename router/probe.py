@@ -1,5 +1,5 @@
-"""Measure a UDP path with STUN: `python -m router.probe stun --server ADDR --count N ...`,
-or test hairpinning: `python -m router.probe hairpin --server ADDR`.
+"""Measure a UDP path with STUN: `python -m peerlab.router.probe stun --server ADDR --count N ...`,
+or test hairpinning: `python -m peerlab.router.probe hairpin --server ADDR`.
 
 Run inside a peer container, it measures that peer's access link through its router: it
 sends `count` Binding requests, one every `interval` seconds, from one UDP socket (so one
@@ -43,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 
-from router import stun
+from peerlab.router import stun
 
 
 def summarize(sent: int, answers: list[tuple[int, float, str]]) -> dict:
@@ -206,7 +206,7 @@ def probe_hairpin(server: tuple[str, int], timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m router.probe", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m peerlab.router.probe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     stun_parser = commands.add_parser("stun", help="round trips of STUN Binding requests")
     stun_parser.add_argument("--server", required=True, help="STUN server name or address")

@@ -1,11 +1,11 @@
 """A deliberately broken agent for checking that the suite catches a bug: it never acks.
 
-`peerlab run <scenario> --broken-agent no-acks` runs this instead of `python -m peer`
+`peerlab run <scenario> --broken-agent no-acks` runs this instead of `python -m peerlab.peer`
 (through PEERLAB_PEER_MODULE); the suite must fail and name the missing acks.
 """
 
-from peer.__main__ import main
-from peer.message_channel import MessageChannel
+from peerlab.peer.__main__ import main
+from peerlab.peer.message_channel import MessageChannel
 
 # Every ack frame, automatic or by hand, leaves through MessageChannel._ack.
 MessageChannel._ack = lambda self, acked_ids, *, checked: None

@@ -2,13 +2,13 @@
 show: a retransmitted copy of a message it already delivered is delivered again.
 
 `peerlab run lossy_data_path --broken-agent double-delivery` runs this instead of
-`python -m peer` (through PEERLAB_PEER_MODULE); the scenario must fail and name the
+`python -m peerlab.peer` (through PEERLAB_PEER_MODULE); the scenario must fail and name the
 duplicated messages. Over a perfect path no retransmission ever arrives, so no other
 scenario notices.
 """
 
-from peer.__main__ import main
-from peer.reliability import Inbox, Receipt
+from peerlab.peer.__main__ import main
+from peerlab.peer.reliability import Inbox, Receipt
 
 _on_message = Inbox.on_message
 

@@ -23,13 +23,13 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scenarios.catalog import Scenario
-from scenarios.profiles import SHIPPED, Profile, resolve
-from scenarios.stack import REPO_ROOT
+from peerlab.scenarios.catalog import Scenario
+from peerlab.scenarios.profiles import SHIPPED, Profile, resolve
+from peerlab.scenarios.stack import PEERLAB_ROOT
 
 if TYPE_CHECKING:
-    from scenarios.runner import Outcome
-    from scenarios.stack import Stack
+    from peerlab.scenarios.runner import Outcome
+    from peerlab.scenarios.stack import Stack
 
 FORMAT = 1
 """bundle.json's format version: a reader refuses a bundle of another version."""
@@ -204,9 +204,11 @@ def _run(command: list[str], **options: Any) -> subprocess.CompletedProcess[str]
 def peerlab_version() -> dict[str, Any]:
     """The git commit of this checkout (and whether its tracked files were changed), or
     the installed package's version outside a checkout."""
-    head = _run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"])
+    # Only PeerLab's own checkout: an installed copy may sit inside a user's repository.
+    in_checkout = (PEERLAB_ROOT / ".git").exists()
+    head = _run(["git", "-C", str(PEERLAB_ROOT), "rev-parse", "HEAD"]) if in_checkout else None
     if head is not None and head.returncode == 0:
-        status = _run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "-uno"])
+        status = _run(["git", "-C", str(PEERLAB_ROOT), "status", "--porcelain", "-uno"])
         dirty = status is None or status.returncode != 0 or bool(status.stdout.strip())
         return {"commit": head.stdout.strip(), "dirty": dirty}
     return {"version": importlib.metadata.version("peerlab")}
@@ -217,7 +219,7 @@ def compose_config(stack: Stack) -> tuple[dict[str, Any] | None, str]:
     variable), or None and why not."""
     command = [
         "docker", "compose", "--project-name", stack.project,
-        "--project-directory", str(REPO_ROOT),
+        "--project-directory", str(PEERLAB_ROOT),
         *(arg for file in stack.files for arg in ("--file", str(file))),
         "config", "--format", "json",
     ]  # fmt: skip

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from scenarios.plans import PLANS
-from scenarios.scenario_spec import ScenarioSpec, load_scenario_spec
-from scenarios.spec_files import SpecError
+from peerlab.scenarios.plans import PLANS
+from peerlab.scenarios.scenario_spec import ScenarioSpec, load_scenario_spec
+from peerlab.scenarios.spec_files import SpecError
 
 if TYPE_CHECKING:
-    from scenarios.lab import Lab
+    from peerlab.scenarios.lab import Lab
 
 BUILT_IN = "built-in"
 PLANS_DIR = Path(__file__).parent / "plans"
@@ -71,7 +71,7 @@ def from_module(module: ModuleType, origin: str, name: str) -> Scenario:
 
 
 def from_spec(spec: ScenarioSpec, origin: str) -> Scenario:
-    from scenarios.declarative import run_spec
+    from peerlab.scenarios.declarative import run_spec
 
     async def run(lab: Lab) -> None:
         await run_spec(spec, lab)

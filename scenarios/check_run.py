@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from scenarios.checker import HISTORY, CheckResult, check
+from peerlab.scenarios.checker import HISTORY, CheckResult, check
 
 # A restarted agent appends to its log right after a line its kill cut short (that line has
 # no newline), so its first event ends up on the cut line: it is recovered from there.

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from peer.history import ConversationHistory
-from peer.protocol import ProtocolError, decode
-from scenarios.checks import RELIABLE, Event
+from peerlab.peer.history import ConversationHistory
+from peerlab.peer.protocol import ProtocolError, decode
+from peerlab.scenarios.checks import RELIABLE, Event
 
 CLOCK_TOLERANCE = 0.050
 """Seconds an `acked` may seem to precede the `delivered` it answers before it counts.

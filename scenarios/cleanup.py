@@ -25,14 +25,14 @@ from typing import IO, Any
 import docker
 from docker.errors import APIError, DockerException, NotFound
 
-from scenarios.host_conntrack import (
+from peerlab.scenarios.host_conntrack import (
     TAG_PREFIX,
     delete_script,
     list_script,
     rule_tag,
     run_on_host,
 )
-from scenarios.stack import OWNER_LABEL, PROJECT_LABEL, RUN_LABEL, SCENARIO_LABEL
+from peerlab.scenarios.stack import OWNER_LABEL, PROJECT_LABEL, RUN_LABEL, SCENARIO_LABEL
 
 PROJECT_PREFIX = "peerlab-"
 KINDS = ("container", "network", "volume", "host rule")

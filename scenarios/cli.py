@@ -9,13 +9,14 @@
     peerlab clean [--dry-run] [--run ID]
     peerlab replay <scenario results folder> [--keep] [--results DIR]
     peerlab soak <scenario> [--runs N] [--profile P] [--seed S]
+    peerlab images [--online|--offline]
 
 A scenario is a built-in one by name, or a file anywhere: a Python plan module or a YAML
 scenario (docs/scenarios.md). `--profile lan,4g` runs each scenario under each network
 profile (docs/profiles.md): one JUnit test case per scenario x profile. Live progress
 goes to stderr; a summary table ends the run. The exit status is 0 only if every scenario
 passed, 2 when a scenario or profile cannot be used (nothing was started). Build the
-images first (`make images`).
+images first (`peerlab images`, or `make images` in a checkout).
 """
 
 from __future__ import annotations
@@ -26,22 +27,23 @@ import signal
 import sys
 from pathlib import Path
 
-from scenarios import catalog
-from scenarios.bundle import replay_command
-from scenarios.check_run import add_check_parser, run_check
-from scenarios.cleanup import add_clean_parser, run_clean
-from scenarios.declarative import check_placement
-from scenarios.profiles import Profile, load_profile, shipped_profiles
-from scenarios.replay import add_replay_parser, run_replay
-from scenarios.report import add_report_parser, run_report
-from scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
-from scenarios.soak import add_soak_parser, run_soak
-from scenarios.spec_files import SpecError
-from scenarios.topology import parse_topology
+from peerlab.scenarios import catalog
+from peerlab.scenarios.bundle import replay_command
+from peerlab.scenarios.check_run import add_check_parser, run_check
+from peerlab.scenarios.cleanup import add_clean_parser, run_clean
+from peerlab.scenarios.declarative import check_placement
+from peerlab.scenarios.images import add_images_parser, run_images
+from peerlab.scenarios.profiles import Profile, load_profile, shipped_profiles
+from peerlab.scenarios.replay import add_replay_parser, run_replay
+from peerlab.scenarios.report import add_report_parser, run_report
+from peerlab.scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
+from peerlab.scenarios.soak import add_soak_parser, run_soak
+from peerlab.scenarios.spec_files import SpecError
+from peerlab.scenarios.topology import parse_topology
 
 BROKEN_AGENTS = {
-    "no-acks": "scenarios.broken_agent",
-    "double-delivery": "scenarios.broken_agent_double_delivery",
+    "no-acks": "peerlab.scenarios.broken_agent",
+    "double-delivery": "peerlab.scenarios.broken_agent_double_delivery",
 }
 
 
@@ -149,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     add_clean_parser(commands)
     add_replay_parser(commands)
     add_soak_parser(commands)
+    add_images_parser(commands)
     args = parser.parse_args(argv)
     tools = {
         "check": run_check,
@@ -156,6 +159,7 @@ def main(argv: list[str] | None = None) -> None:
         "clean": run_clean,
         "replay": run_replay,
         "soak": run_soak,
+        "images": run_images,
     }
     if args.command in tools:
         sys.exit(tools[args.command](args))

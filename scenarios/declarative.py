@@ -11,12 +11,12 @@ import asyncio
 import time
 from typing import Any
 
-from router.probe import percentile
-from scenarios.checks import DeliveryReport
-from scenarios.lab import Lab
-from scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
-from scenarios.spec_files import SpecError
-from scenarios.topology import Topology
+from peerlab.router.probe import percentile
+from peerlab.scenarios.checks import DeliveryReport
+from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
+from peerlab.scenarios.spec_files import SpecError
+from peerlab.scenarios.topology import Topology
 
 EMOJI = "👍"
 

@@ -1,7 +1,7 @@
 """`make demo`: real agents on this machine talk through a real signaling server.
 
-Starts `python -m signaling` and N `python -m peer` processes on loopback, connects them
-in a full mesh through their control APIs, has every pair exchange every message type,
+Starts `python -m peerlab.signaling` and N `python -m peerlab.peer` processes on loopback,
+connects them in a full mesh through their control APIs, has every pair exchange every message type,
 waits for every ack and prints a summary. No containers: `make test` has those.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
-from scenarios.agent_client import AgentClient, AgentError
+from peerlab.scenarios.agent_client import AgentClient, AgentError
 
 
 def _free_port() -> int:
@@ -72,11 +72,11 @@ async def demo(peers: int) -> int:
     secret = secrets.token_hex(16)
     logs = Path(tempfile.mkdtemp(prefix="peerlab-demo-"))
     signaling_port = _free_port()
-    env = {"PEERLAB_SECRET": secret, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {"PEERLAB_SECRET": secret}
     processes = [
         await _start(
             "signaling",
-            ["-m", "signaling", "--host", "127.0.0.1", "--port", str(signaling_port)],
+            ["-m", "peerlab.signaling", "--host", "127.0.0.1", "--port", str(signaling_port)],
             env,
             logs,
         )
@@ -88,7 +88,7 @@ async def demo(peers: int) -> int:
                 name,
                 [
                     "-m",
-                    "peer",
+                    "peerlab.peer",
                     "--id",
                     name,
                     "--control-port",

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.probe import ProbeResult
+from peerlab.scenarios.probe import ProbeResult
 
 UNTOUCHED_RTT_MS = 15.0
 """A peer whose STUN round trip grew less than this (p50) counts as untouched..."""

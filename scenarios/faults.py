@@ -23,14 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from router.nfqueue import load_trace
-from router.shaper import LinkFaults, Trace
-from scenarios.fault_proof import FaultNotApplied, expected_effect, judge, judge_untouched
-from scenarios.probe import ProbeResult, stun_probe
-from scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
+from peerlab.router.nfqueue import load_trace
+from peerlab.router.shaper import LinkFaults, Trace
+from peerlab.scenarios.fault_proof import FaultNotApplied, expected_effect, judge, judge_untouched
+from peerlab.scenarios.probe import ProbeResult, stun_probe
+from peerlab.scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
 
 if TYPE_CHECKING:
-    from scenarios.lab import Lab
+    from peerlab.scenarios.lab import Lab
 
 DIRECTIONS = ("up", "down", "both")
 TOXIPROXY_TARGETS = ("signaling", "turn_tcp")

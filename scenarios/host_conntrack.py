@@ -24,7 +24,7 @@ import shlex
 
 from docker import DockerClient
 
-from scenarios.stack import Containers, hold, release
+from peerlab.scenarios.stack import Containers, hold, release
 
 IPTABLES_IMAGE = "peerlab/router:dev"
 """Any image with iptables; the router's is already built."""

@@ -28,14 +28,14 @@ from typing import Any
 
 import aiohttp
 
-from scenarios.agent_client import AgentClient, AgentError
-from scenarios.checks import DeliveryReport, assert_delivered, delivery_report
-from scenarios.faults import Faults
-from scenarios.history import History
-from scenarios.host_conntrack import HostConntrackExemption
-from scenarios.nat_check import verify_nats
-from scenarios.router_client import RouterClient, RouterError
-from scenarios.stack import (
+from peerlab.scenarios.agent_client import AgentClient, AgentError
+from peerlab.scenarios.checks import DeliveryReport, assert_delivered, delivery_report
+from peerlab.scenarios.faults import Faults
+from peerlab.scenarios.history import History
+from peerlab.scenarios.host_conntrack import HostConntrackExemption
+from peerlab.scenarios.nat_check import verify_nats
+from peerlab.scenarios.router_client import RouterClient, RouterError
+from peerlab.scenarios.stack import (
     CONTROL_PORT,
     INFRA_SERVICES,
     TOXIPROXY_PORT,
@@ -43,9 +43,9 @@ from scenarios.stack import (
     Stack,
     peer_names,
 )
-from scenarios.subnets import pick_prefix
-from scenarios.topology import ROUTER_CONTROL_PORT, parse_topology
-from scenarios.toxiproxy import Toxiproxy
+from peerlab.scenarios.subnets import pick_prefix
+from peerlab.scenarios.topology import ROUTER_CONTROL_PORT, parse_topology
+from peerlab.scenarios.toxiproxy import Toxiproxy
 
 
 class Progress:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from router.natdiscovery import classify
-from scenarios.probe import ProbeError, hairpin_probe
-from scenarios.stack import Containers, StackError
-from scenarios.topology import Lan, Topology, stun_addresses
+from peerlab.router.natdiscovery import classify
+from peerlab.scenarios.probe import ProbeError, hairpin_probe
+from peerlab.scenarios.stack import Containers, StackError
+from peerlab.scenarios.topology import Lan, Topology, stun_addresses
 
 COTURN_IMAGE = "peerlab/coturn:dev"
 TEST_TIMEOUT = 60.0

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.topology import NAT_TYPES
+from peerlab.scenarios.topology import NAT_TYPES
 
 ENDPOINT_INDEPENDENT = ("full-cone", "address-restricted", "port-restricted")
 """NATs whose mapping does not depend on the destination (RFC 4787 EIM)."""

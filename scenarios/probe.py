@@ -1,7 +1,7 @@
-"""Measuring a peer's access link from inside its container: `python -m router.probe
+"""Measuring a peer's access link from inside its container: `python -m peerlab.router.probe
 stun` (docs/shaper.md) sends STUN binding requests to coturn through the peer's router
 and reports round trips, losses, duplicates, reordering and the mapped address;
-`python -m router.probe hairpin` sends from one socket to another's external address.
+`python -m peerlab.router.probe hairpin` sends from one socket to another's external address.
 
 This is how the lab proves that a fault took effect (and that the peers it should not
 touch are untouched): the measurement runs outside the agents, on the real path.
@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from scenarios.stack import Containers, StackError
+from peerlab.scenarios.stack import Containers, StackError
 
 
 class ProbeError(AssertionError):
@@ -72,7 +72,7 @@ async def stun_probe(
     command = [
         "python",
         "-m",
-        "router.probe",
+        "peerlab.router.probe",
         "stun",
         "--server",
         server,
@@ -97,7 +97,7 @@ async def hairpin_probe(
     containers: Containers, peer: str, server: str, timeout: float = 1.0
 ) -> dict[str, Any]:
     """Run the hairpin probe in `peer`'s container: its report (router/probe.py)."""
-    command = ["python", "-m", "router.probe", "hairpin", "--server", server,
+    command = ["python", "-m", "peerlab.router.probe", "hairpin", "--server", server,
                "--timeout", str(timeout)]  # fmt: skip
     try:
         text = (await containers.exec(peer, command)).strip()

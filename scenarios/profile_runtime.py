@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from scenarios.fault_proof import FaultNotApplied
-from scenarios.lab import Lab
-from scenarios.profiles import Profile
+from peerlab.scenarios.fault_proof import FaultNotApplied
+from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.profiles import Profile
 
 
 @contextlib.asynccontextmanager

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.shaper import LinkFaults
-from scenarios.faults import shipped_trace
-from scenarios.spec_files import Document, SpecError
+from peerlab.router.shaper import LinkFaults
+from peerlab.scenarios.faults import shipped_trace
+from peerlab.scenarios.spec_files import Document, SpecError
 
 SHIPPED = Path(__file__).parent / "profiles"
 

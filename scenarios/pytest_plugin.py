@@ -35,11 +35,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from scenarios.lab import Lab
-from scenarios.profile_runtime import network_profile
-from scenarios.profiles import Profile, load_profile
-from scenarios.runner import check_history, new_run_dir, write_outcome
-from scenarios.spec_files import SpecError
+from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.profile_runtime import network_profile
+from peerlab.scenarios.profiles import Profile, load_profile
+from peerlab.scenarios.runner import check_history, new_run_dir, write_outcome
+from peerlab.scenarios.spec_files import SpecError
 
 MARKER = "peerlab"
 MARKER_KEYS = {"peers", "profile", "topology", "env"}

@@ -29,8 +29,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from scenarios import catalog
-from scenarios.bundle import (
+from peerlab.scenarios import catalog
+from peerlab.scenarios.bundle import (
     BundleError,
     image_ids,
     peerlab_version,
@@ -39,9 +39,9 @@ from scenarios.bundle import (
     source_file,
     verdict_record,
 )
-from scenarios.profiles import SHIPPED, Profile, load_profile
-from scenarios.runner import Outcome, new_run_dir, run_scenario
-from scenarios.spec_files import SpecError
+from peerlab.scenarios.profiles import SHIPPED, Profile, load_profile
+from peerlab.scenarios.runner import Outcome, new_run_dir, run_scenario
+from peerlab.scenarios.spec_files import SpecError
 
 # A message id as checks.py and the checker print it ("5f2a1b3c…"), or a whole one: hex
 # with at least one digit, so that words made of a-f stay words.

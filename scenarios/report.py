@@ -33,9 +33,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from router.probe import percentile
-from scenarios.check_run import load_run, scenario_folders
-from scenarios.checks import RELIABLE
+from peerlab.router.probe import percentile
+from peerlab.scenarios.check_run import load_run, scenario_folders
+from peerlab.scenarios.checks import RELIABLE
 
 Entry = dict[str, Any]
 

@@ -26,15 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from scenarios.bundle import replay_command, write_bundle
-from scenarios.catalog import Scenario
-from scenarios.check_run import check_folder
-from scenarios.checker import CheckResult
-from scenarios.lab import Lab
-from scenarios.profile_runtime import network_profile
-from scenarios.profiles import Profile
-from scenarios.report import write_report
-from scenarios.stack import REPO_ROOT
+from peerlab.scenarios.bundle import replay_command, write_bundle
+from peerlab.scenarios.catalog import Scenario
+from peerlab.scenarios.check_run import check_folder
+from peerlab.scenarios.checker import CheckResult
+from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.profile_runtime import network_profile
+from peerlab.scenarios.profiles import Profile
+from peerlab.scenarios.report import write_report
 
 
 @dataclass
@@ -138,7 +137,8 @@ def write_outcome(folder: Path, record: dict[str, Any]) -> None:
 
 
 def new_run_dir(root: Path | None = None) -> Path:
-    root = root or REPO_ROOT / "results"
+    # Absolute: the folder is bind-mounted, and Compose reads a relative source as a volume name.
+    root = (root or Path("results")).resolve()
     run_dir = root / time.strftime("%Y%m%d-%H%M%S")
     suffix = 1
     while run_dir.exists():

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from router.shaper import LinkFaults
-from scenarios.faults import TCP_FIELDS, TOXIPROXY_TARGETS, shipped_trace
-from scenarios.profiles import load_profile
-from scenarios.spec_files import Document, SpecError, duration
-from scenarios.topology import TopologyError, parse_topology
+from peerlab.router.shaper import LinkFaults
+from peerlab.scenarios.faults import TCP_FIELDS, TOXIPROXY_TARGETS, shipped_trace
+from peerlab.scenarios.profiles import load_profile
+from peerlab.scenarios.spec_files import Document, SpecError, duration
+from peerlab.scenarios.topology import TopologyError, parse_topology
 
 DEFAULT_RATE = 5.0
 DEFAULT_DURATION = 10.0

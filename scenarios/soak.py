@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from router.probe import percentile as nearest_rank
-from scenarios.bundle import replay_command
-from scenarios.runner import new_run_dir, run_scenario
-from scenarios.spec_files import SpecError
+from peerlab.router.probe import percentile as nearest_rank
+from peerlab.scenarios.bundle import replay_command
+from peerlab.scenarios.runner import new_run_dir, run_scenario
+from peerlab.scenarios.spec_files import SpecError
 
 Z_95 = 1.959963984540054
 """The standard normal quantile of 0.975: a two-sided 95 % interval."""
@@ -97,7 +97,7 @@ def add_soak_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_soak(args: argparse.Namespace) -> int:
     # Imported here: the CLI imports this module to add its parser.
-    from scenarios.cli import plan_cases
+    from peerlab.scenarios.cli import plan_cases
 
     try:
         if args.runs < 1:

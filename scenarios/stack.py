@@ -34,10 +34,12 @@ import docker
 from docker.errors import ContainerError, NotFound
 from docker.models.containers import Container
 
-from scenarios.subnets import used_networks
-from scenarios.topology import Topology, compose_override
+from peerlab.scenarios.subnets import used_networks
+from peerlab.scenarios.topology import Topology, compose_override
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+# PeerLab's own files (compose.yaml, docker/): the repository root in a checkout, the
+# installed `peerlab` package folder otherwise (pyproject.toml ships them as package data).
+PEERLAB_ROOT = Path(__file__).resolve().parents[1]
 INFRA_SERVICES = ("signaling", "stun", "toxiproxy")
 CONTROL_PORT = 8080
 TOXIPROXY_PORT = 8474
@@ -130,7 +132,7 @@ def _remove_leftovers() -> None:
     teardown was interrupted, or never ran); no signal interrupts it."""
     if not _held:
         return
-    from scenarios.cleanup import clean  # cleanup builds on this module
+    from peerlab.scenarios.cleanup import clean  # cleanup builds on this module
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
@@ -161,7 +163,7 @@ def extra_peers_override(count: int) -> str:
     for name in peer_names(count)[BUILTIN_PEERS:]:
         lines += [
             f"  {name}:",
-            f"    extends: {{file: {REPO_ROOT / 'compose.yaml'}, service: peer1}}",
+            f"    extends: {{file: {PEERLAB_ROOT / 'compose.yaml'}, service: peer1}}",
             f"    environment: {{PEER_ID: {name}}}",
         ]
     return "\n".join(lines) + "\n"
@@ -185,7 +187,7 @@ class Stack:
         self.prefix = prefix
         self.topology = topology
         self.events_dir = run_dir / "events"
-        self.files = [REPO_ROOT / "compose.yaml"]
+        self.files = [PEERLAB_ROOT / "compose.yaml"]
         if peers > BUILTIN_PEERS:
             override = run_dir / "compose.peers.yaml"
             override.write_text(extra_peers_override(peers))
@@ -291,7 +293,7 @@ class Stack:
             "--project-name",
             self.project,
             "--project-directory",
-            str(REPO_ROOT),
+            str(PEERLAB_ROOT),
         ]
         for file in self.files:
             command += ["--file", str(file)]

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from router.config import NAT_TYPES as ROUTER_NAT_TYPES
-from router.config import SINGLE_HOST_NAT_TYPES, ConfigError, check_hairpin
+from peerlab.router.config import NAT_TYPES as ROUTER_NAT_TYPES
+from peerlab.router.config import SINGLE_HOST_NAT_TYPES, ConfigError, check_hairpin
 
 NAT_TYPES = ("none", *ROUTER_NAT_TYPES)
 """RFC 4787 behaviours a peer's network can have (docs/stack.md); `none`: no router."""

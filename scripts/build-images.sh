@@ -244,7 +244,6 @@ build_python() {
     ctx=$(mktemp -d /tmp/peerlab-ctx.XXXXXX)
     mkdir -p "$ctx/docker"
     cp "$REQUIREMENTS_LOCK" "$ctx/requirements.lock"
-    cp pyproject.toml "$ctx/"
     cp -r "$CA_DIR" "$ctx/docker/"
     local d
     for d in peer signaling scenarios router; do

@@ -10,5 +10,5 @@ Modules:
 - :mod:`signaling.frames`: parsing and validation of signaling frames (pure).
 - :mod:`signaling.ratelimit`: per-connection token bucket (pure, time passed in).
 - :mod:`signaling.server`: the asyncio server (:class:`SignalingServer`).
-- ``python -m signaling``: the command line entry point.
+- ``python -m peerlab.signaling``: the command line entry point.
 """

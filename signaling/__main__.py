@@ -1,4 +1,4 @@
-"""Command line entry point: ``python -m signaling``.
+"""Command line entry point: ``python -m peerlab.signaling``.
 
 Every option can also come from the environment (see ``--help``). Logs are JSON
 objects, one per line, on stderr. SIGTERM and SIGINT close every connection with
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from signaling.server import ServerConfig, SignalingServer
+from peerlab.signaling.server import ServerConfig, SignalingServer
 
 # Attributes every LogRecord has; anything else came through ``extra``.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -57,7 +57,7 @@ def _env_list(name: str) -> list[str]:
 def build_parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(
-        prog="python -m signaling", description="PeerLab WebSocket signaling server."
+        prog="python -m peerlab.signaling", description="PeerLab WebSocket signaling server."
     )
     parser.add_argument(
         "--host", default=env("SIGNALING_HOST", "0.0.0.0"), help="env SIGNALING_HOST"

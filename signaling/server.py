@@ -25,8 +25,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from signaling.auth import ice_servers_for, verify_token
-from signaling.frames import (
+from peerlab.signaling.auth import ice_servers_for, verify_token
+from peerlab.signaling.frames import (
     AUTH_FAILED,
     RATE_LIMITED,
     UNKNOWN_PEER,
@@ -42,7 +42,7 @@ from signaling.frames import (
     registered_frame,
     relayed_frame,
 )
-from signaling.ratelimit import TokenBucket
+from peerlab.signaling.ratelimit import TokenBucket
 
 log = logging.getLogger("signaling")
 

@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from peer.agent import Agent, AgentConfig
-from peer.manager import ManagerConfig
-from signaling.auth import make_token
-from signaling.server import ServerConfig, SignalingServer
+from peerlab.peer.agent import Agent, AgentConfig
+from peerlab.peer.manager import ManagerConfig
+from peerlab.signaling.auth import make_token
+from peerlab.signaling.server import ServerConfig, SignalingServer
 
 SECRET = "test-secret"
 ROOM = "room1"

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from peer.agent import Agent
-from peer.manager import ManagerConfig
-from peer.message_channel import ChannelConfig
-from peer.protocol import ChannelMessage, MessageType
-from peer.state import P2PConnectionState
+from peerlab.peer.agent import Agent
+from peerlab.peer.manager import ManagerConfig
+from peerlab.peer.message_channel import ChannelConfig
+from peerlab.peer.protocol import ChannelMessage, MessageType
+from peerlab.peer.state import P2PConnectionState
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from peer.agent import Agent, AgentConfig
-from peer.events import EventLog, message_to_json
-from peer.protocol import ChannelMessage, MessageType, encode
+from peerlab.peer.agent import Agent, AgentConfig
+from peerlab.peer.events import EventLog, message_to_json
+from peerlab.peer.protocol import ChannelMessage, MessageType, encode
 
 
 def _text(seq: int, body: str) -> ChannelMessage:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.check_run import add_check_parser, check_folder, load_run, run_check
-from scenarios.checker import CLOCK_TOLERANCE, INVALID_CLASSES, check
+from peerlab.scenarios.check_run import add_check_parser, check_folder, load_run, run_check
+from peerlab.scenarios.checker import CLOCK_TOLERANCE, INVALID_CLASSES, check
 
 
 class Run:

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.cleanup import clean, live_runs, run_of, select, select_rules, total
-from scenarios.host_conntrack import delete_script, rule_tag, tag_pattern
-from scenarios.stack import REPO_ROOT, labels_override
+from peerlab.scenarios.cleanup import clean, live_runs, run_of, select, select_rules, total
+from peerlab.scenarios.host_conntrack import delete_script, rule_tag, tag_pattern
+from peerlab.scenarios.stack import labels_override
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN = "peerlab-20260101-120000-two-peers"
 
 
@@ -182,7 +183,7 @@ class Started:
 
 
 def peerlab_run(tmp_path: Path) -> Started:
-    command = [sys.executable, "-m", "scenarios.cli", "run", "two_peers"]
+    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", "two_peers"]
     return Started([*command, "--results", str(tmp_path)])
 
 
@@ -217,7 +218,7 @@ def test_sigterm_mid_scenario_then_again_during_teardown_leaves_nothing(tmp_path
 @pytest.mark.containers
 def test_ctrl_c_twice_to_the_whole_process_group_leaves_nothing(tmp_path):
     # As a terminal's Ctrl-C, or a CI runner signalling the job's process group.
-    command = [sys.executable, "-m", "scenarios.cli", "run", "two_peers"]
+    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", "two_peers"]
     # setsid execs the command as the leader of a process group of its own.
     started = Started(["setsid", *command, "--results", str(tmp_path)])
     run = started.run_id()
@@ -232,7 +233,7 @@ def test_ctrl_c_twice_to_the_whole_process_group_leaves_nothing(tmp_path):
 
 IN_A_LAB = """
 import asyncio, os, pathlib
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 async def test_in_a_lab(tmp_path):
     async with Lab.open("two_peers", tmp_path / "two_peers", peers=2, seed=1):

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from peer.control import ControlServer
+from peerlab.peer.control import ControlServer
 
 pytestmark = pytest.mark.integration
 

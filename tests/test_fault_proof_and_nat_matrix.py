@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from scenarios.fault_proof import (
+from peerlab.scenarios.fault_proof import (
     FaultNotApplied,
     expected_effect,
     judge,
     judge_untouched,
     link_loss,
 )
-from scenarios.nat_check import NatMismatch, judge_hairpin
-from scenarios.nat_matrix import (
+from peerlab.scenarios.nat_check import NatMismatch, judge_hairpin
+from peerlab.scenarios.nat_matrix import (
     Row,
     expected_outcome,
     matrix_pairs,
@@ -21,7 +21,7 @@ from scenarios.nat_matrix import (
     matrix_topology,
     measured_route,
 )
-from scenarios.probe import ProbeResult
+from peerlab.scenarios.probe import ProbeResult
 
 
 def probe(p50, lost=0, sent=200, duplicates=0, reordered=0):

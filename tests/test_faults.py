@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from scenarios.faults import FaultError, Faults
-from scenarios.topology import parse_topology
+from peerlab.scenarios.faults import FaultError, Faults
+from peerlab.scenarios.topology import parse_topology
 
 PEERS = ["peer1", "peer2"]
 

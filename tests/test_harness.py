@@ -6,9 +6,9 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from scenarios.checks import assert_delivered, delivery_report
-from scenarios.runner import Outcome, summary_table, write_junit
-from scenarios.stack import extra_peers_override, peer_names
+from peerlab.scenarios.checks import assert_delivered, delivery_report
+from peerlab.scenarios.runner import Outcome, summary_table, write_junit
+from peerlab.scenarios.stack import extra_peers_override, peer_names
 
 
 def _message(i: int, conversation: str = "c", type: str = "text") -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from peer.connection import IceOptions, IceServer
+from peerlab.peer.connection import IceOptions, IceServer
 
 SERVERS = [
     IceServer(("stun:stun:3478",)),

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.protocol import (
+from peerlab.peer.protocol import (
     MAX_ACKED_IDS,
     MAX_BODY_BYTES,
     MAX_EMOJI_CHARS,

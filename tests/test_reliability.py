@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.protocol import (
+from peerlab.peer.protocol import (
     MAX_ACKED_IDS,
     ChannelMessage,
     MessageType,
@@ -23,7 +23,7 @@ from peer.protocol import (
     decode,
     encode,
 )
-from peer.reliability import Inbox, Outbox, Receipt
+from peerlab.peer.reliability import Inbox, Outbox, Receipt
 
 
 def text(message_id: str, conversation: str = "c", body: str = "hi") -> ChannelMessage:

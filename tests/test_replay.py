@@ -19,19 +19,19 @@ from types import SimpleNamespace
 
 import pytest
 
-from scenarios import bundle, catalog
-from scenarios.profiles import load_profile
-from scenarios.replay import (
+from peerlab.scenarios import bundle, catalog
+from peerlab.scenarios.profiles import load_profile
+from peerlab.scenarios.replay import (
     compare_verdicts,
     normalize,
     rebuild_profile,
     rebuild_scenario,
     run_replay,
 )
-from scenarios.runner import Outcome
-from scenarios.soak import RunResult, percentile, summary, wilson_interval
-from scenarios.stack import REPO_ROOT
+from peerlab.scenarios.runner import Outcome
+from peerlab.scenarios.soak import RunResult, percentile, summary, wilson_interval
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 FAILING_ON_PURPOSE = REPO_ROOT / "examples" / "scenarios" / "failing_on_purpose.yaml"
 
 SCENARIO = """\
@@ -273,7 +273,7 @@ def test_the_soak_summary_names_every_failing_seed_with_its_replay_command(tmp_p
 
 def _peerlab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scenarios.cli", *args],
+        [sys.executable, "-m", "peerlab.scenarios.cli", *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.report import (
+from peerlab.scenarios.report import (
     FAULT_KINDS,
     add_report_parser,
     build_model,
@@ -343,7 +343,7 @@ def test_a_real_runs_report_draws_lanes_arrows_and_faults_in_a_browser(tmp_path)
     # partition_heal has faults (a partition, then a flap), so the bands are drawn too.
     # Into the repository's results/, not tmp_path: pytest deletes all but its last three
     # temporary folders, and the report and its screenshot are kept with the run's results.
-    command = [sys.executable, "-m", "scenarios.cli", "run", "partition_heal", "--keep"]
+    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", "partition_heal", "--keep"]
     run = subprocess.run(
         [*command, "--results", str(REPO / "results")],
         cwd=REPO,

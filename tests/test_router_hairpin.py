@@ -9,10 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from router.config import ConfigError, from_env
-from router.hairpin import HAIRPIN_DNAT, HAIRPIN_SNAT, Flow, HairpinTable, parse_flow
-from router.nat import Links, nat_rules
-from router.netfilter import NatRouter, Netfilter
+from peerlab.router.config import ConfigError, from_env
+from peerlab.router.hairpin import HAIRPIN_DNAT, HAIRPIN_SNAT, Flow, HairpinTable, parse_flow
+from peerlab.router.nat import Links, nat_rules
+from peerlab.router.netfilter import NatRouter, Netfilter
 
 LAN = "10.77.1.0/24"
 WAN = "10.77.0.21"
@@ -161,7 +161,7 @@ async def settle(tools: EventTools) -> None:
 
 
 async def test_router_follows_conntrack_and_resyncs_after_the_stream_dies(monkeypatch):
-    monkeypatch.setattr("router.netfilter.WATCHER_RESTART_DELAY", 0.01)
+    monkeypatch.setattr("peerlab.router.netfilter.WATCHER_RESTART_DELAY", 0.01)
     tools = EventTools()
     router = NatRouter(tools, from_env(ENV), LINKS)
     await router.start()

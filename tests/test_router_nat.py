@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 import pytest
 
-from router.config import ConfigError, RouterConfig, from_env
-from router.control import ControlServer
-from router.nat import (
+from peerlab.router.config import ConfigError, RouterConfig, from_env
+from peerlab.router.control import ControlServer
+from peerlab.router.nat import (
     CHAINS,
     NAT_CHAINS,
     Links,
@@ -22,7 +22,7 @@ from router.nat import (
     partition_rules,
     recent_list_name,
 )
-from router.netfilter import (
+from peerlab.router.netfilter import (
     Address,
     Conflict,
     NatRouter,

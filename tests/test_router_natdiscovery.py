@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from router.natdiscovery import answered, behaviour, classify, reflexive_addresses
+from peerlab.router.natdiscovery import answered, behaviour, classify, reflexive_addresses
 
 FULL_CONE_FILTERING = """\
 

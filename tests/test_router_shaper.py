@@ -22,9 +22,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router import nfqueue
-from router.nfqueue import TRACE_DIR, load_trace, netem_args
-from router.shaper import (
+from peerlab.router import nfqueue
+from peerlab.router.nfqueue import TRACE_DIR, load_trace, netem_args
+from peerlab.router.shaper import (
     OPPORTUNITY_BYTES,
     GilbertElliott,
     LinkFaults,

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router import stun
-from router.probe import probe_hairpin, summarize
+from peerlab.router import stun
+from peerlab.router.probe import probe_hairpin, summarize
 
 COTURN_TRANSACTION_ID = bytes.fromhex("0123456789abcdef01234567")
 # coturn's answer to binding_request(COTURN_TRANSACTION_ID): XOR-MAPPED-ADDRESS,

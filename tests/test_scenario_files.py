@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from scenarios import catalog
-from scenarios.cli import main
-from scenarios.declarative import check_placement
-from scenarios.profiles import load_profile, shipped_profiles
-from scenarios.scenario_spec import load_scenario_spec
-from scenarios.spec_files import SpecError, duration
-from scenarios.topology import parse_topology
+from peerlab.scenarios import catalog
+from peerlab.scenarios.cli import main
+from peerlab.scenarios.declarative import check_placement
+from peerlab.scenarios.profiles import load_profile, shipped_profiles
+from peerlab.scenarios.scenario_spec import load_scenario_spec
+from peerlab.scenarios.spec_files import SpecError, duration
+from peerlab.scenarios.topology import parse_topology
 
 EXAMPLES = Path(__file__).parent.parent / "examples" / "scenarios"
 GOOD = """\

@@ -1,6 +1,6 @@
 """Registration tokens and TURN REST credentials (signaling.auth)."""
 
-from signaling.auth import ice_servers_for, make_token, turn_credentials, verify_token
+from peerlab.signaling.auth import ice_servers_for, make_token, turn_credentials, verify_token
 
 # Computed independently with: printf 'lobby:alice' | openssl dgst -sha256 -hmac peerlab-secret
 LOBBY_ALICE = "5bcc1dcd3e5051c29257abfd1118f1cdfbdeff3eee91a3ca7167f734ab0ba5ae"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from signaling import frames
-from signaling.auth import ice_servers_for, make_token, turn_credentials, verify_token
-from signaling.frames import (
+from peerlab.signaling import frames
+from peerlab.signaling.auth import ice_servers_for, make_token, turn_credentials, verify_token
+from peerlab.signaling.frames import (
     FrameError,
     Ping,
     Register,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from signaling.ratelimit import TokenBucket
+from peerlab.signaling.ratelimit import TokenBucket
 
 
 def test_burst_then_refill_at_rate():

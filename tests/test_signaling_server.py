@@ -30,8 +30,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect as sync_connect
 
-from signaling.auth import make_token
-from signaling.server import ServerConfig, SignalingServer
+from peerlab.signaling.auth import make_token
+from peerlab.signaling.server import ServerConfig, SignalingServer
 
 SECRET = "test-secret"
 TIMEOUT = 5.0
@@ -428,7 +428,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]
     environment = {k: v for k, v in os.environ.items() if k != "PEERLAB_SECRET"}
     environment |= env or {}
     return subprocess.Popen(
-        [sys.executable, "-m", "signaling", *args],
+        [sys.executable, "-m", "peerlab.signaling", *args],
         cwd=REPO,
         env=environment,
         stderr=subprocess.PIPE,

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from scenarios import catalog
-from scenarios.cli import BROKEN_AGENTS
-from scenarios.runner import run_scenario
+from peerlab.scenarios import catalog
+from peerlab.scenarios.cli import BROKEN_AGENTS
+from peerlab.scenarios.runner import run_scenario
 
 pytestmark = pytest.mark.containers
 

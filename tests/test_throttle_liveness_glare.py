@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peer.liveness import Liveness
-from peer.protocol import TypingState
-from peer.state import wins_glare
-from peer.throttle import TypingThrottle
+from peerlab.peer.liveness import Liveness
+from peerlab.peer.protocol import TypingState
+from peerlab.peer.state import wins_glare
+from peerlab.peer.throttle import TypingThrottle
 
 STARTED, STOPPED = TypingState.STARTED, TypingState.STOPPED
 

@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from scenarios.host_conntrack import exempt_script, remove_script
-from scenarios.stack import bridge_name
-from scenarios.subnets import NoFreeSubnet, pick_prefix
-from scenarios.topology import (
+from peerlab.scenarios.host_conntrack import exempt_script, remove_script
+from peerlab.scenarios.stack import bridge_name
+from peerlab.scenarios.subnets import NoFreeSubnet, pick_prefix
+from peerlab.scenarios.topology import (
     TopologyError,
     compose_override,
     parse_topology,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from scenarios.plans import (
+from peerlab.scenarios.plans import (
     cellular_trace,
     corporate_firewall,
     degraded_signaling,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 3
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}

@@ -4,7 +4,7 @@ message is delivered."""
 
 from __future__ import annotations
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 2
 TOPOLOGY = {"peers": {"peer1": {"nat": "udp-blocked"}, "peer2": {"nat": "port-restricted"}}}

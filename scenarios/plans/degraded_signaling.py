@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 3
 LATENCY_MS = 400

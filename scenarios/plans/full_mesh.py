@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 3
 MESSAGES = 15

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from scenarios.agent_client import AgentError
-from scenarios.lab import Lab
-from scenarios.nat_matrix import (
+from peerlab.scenarios.agent_client import AgentError
+from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.nat_matrix import (
     Row,
     describe_pairs,
     expected_outcome,

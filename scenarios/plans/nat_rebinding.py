@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 2
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}

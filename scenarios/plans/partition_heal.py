@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 2
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "full-cone"}}}

@@ -8,7 +8,7 @@ import asyncio
 import itertools
 import time
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 3
 DETECTION_LIMIT = 3.0

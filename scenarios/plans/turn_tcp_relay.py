@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 2
 LATENCY_MS = 150

@@ -4,7 +4,7 @@ arrives and is never acked, and both ends show the same conversation."""
 
 from __future__ import annotations
 
-from scenarios.lab import Lab
+from peerlab.scenarios.lab import Lab
 
 PEERS = 2
 
