@@ -7,6 +7,7 @@ the same anomalies on its own (check.json). Needs Docker and the images
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -15,6 +16,8 @@ from peerlab.scenarios.cli import BROKEN_AGENTS
 from peerlab.scenarios.runner import run_scenario
 
 pytestmark = pytest.mark.containers
+
+RELIABLE = {"text", "edit", "delete", "reaction"}
 
 
 async def test_an_agent_that_never_acks_fails_two_peers_naming_the_acks(tmp_path):
@@ -37,9 +40,11 @@ async def test_an_agent_that_delivers_retransmitted_copies_fails_the_lossy_path(
         env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["double-delivery"]},
     )
     assert not outcome.passed
-    assert "messages were delivered more than once: text " in outcome.error, outcome.error
+    # Which messages the loss makes it resend, and so which come first, varies by run.
+    duplicated_first = r"messages were delivered more than once: (text|edit|delete|reaction) "
+    assert re.search(duplicated_first, outcome.error), outcome.error
     assert outcome.folder is not None
     verdict = json.loads((outcome.folder / "check.json").read_text())
     assert verdict["valid"] is False and verdict["counts"]["duplicated"] > 0, verdict
     duplicated = verdict["anomalies"]["duplicated"][0]
-    assert duplicated["type"] == "text" and "delivered" in duplicated["detail"], duplicated
+    assert duplicated["type"] in RELIABLE and "delivered" in duplicated["detail"], duplicated
