@@ -16,13 +16,30 @@ from pathlib import Path
 
 from peerlab.peer.agent import Agent, AgentConfig
 from peerlab.peer.control import ControlServer
+from peerlab.peer.events import EventLogError
 from peerlab.peer.manager import ManagerConfig
 from peerlab.peer.message_channel import ChannelConfig
+from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES
+from peerlab.peer.store import StoreError, parse_sync
 from peerlab.signaling.auth import make_token
 
 
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
+
+
+def _store_sync(text: str) -> float | None:
+    try:
+        return parse_sync(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -68,6 +85,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "an existing log is resumed after a restart [EVENT_LOG]",
     )
     p.add_argument(
+        "--store",
+        default=_env("STORE"),
+        help="durable store of unacked messages and delivery state, a SQLite file ({peer} "
+        "is replaced by the peer id; docs/store.md); without it, all in memory [STORE]",
+    )
+    p.add_argument(
+        "--store-sync",
+        type=_store_sync,
+        default=_env("STORE_SYNC", "always"),
+        help="'always': commit each accepted message and delivery; N: at most every N ms "
+        "[STORE_SYNC]",
+    )
+    p.add_argument(
         "--relay-only",
         action="store_true",
         default=_env("RELAY_ONLY", "0") == "1",
@@ -78,6 +108,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=_env("RETRANSMIT_AFTER", "1.0"),
         help="seconds before an unacked message is resent [RETRANSMIT_AFTER]",
+    )
+    p.add_argument(
+        "--outbox-max-messages",
+        type=_positive_int,
+        default=_env("OUTBOX_MAX_MESSAGES", str(MAX_UNACKED_MESSAGES)),
+        help="most unacked messages held per peer; a send beyond is refused [OUTBOX_MAX_MESSAGES]",
+    )
+    p.add_argument(
+        "--outbox-max-bytes",
+        type=_positive_int,
+        default=_env("OUTBOX_MAX_BYTES", str(MAX_UNACKED_BYTES)),
+        help="most bytes of unacked frames held per peer; a send beyond is refused "
+        "[OUTBOX_MAX_BYTES]",
     )
     p.add_argument(
         "--typing-window",
@@ -132,6 +175,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         signaling_url=args.signaling,
         token=args.token or make_token(args.secret, args.room, args.id),
         event_log=Path(args.event_log.replace("{peer}", args.id)) if args.event_log else None,
+        store=Path(args.store.replace("{peer}", args.id)) if args.store else None,
+        store_sync_ms=args.store_sync,
         signaling_ping=args.signaling_ping,
         manager=ManagerConfig(
             connect_timeout=args.connect_timeout,
@@ -139,6 +184,8 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
             relay_only=args.relay_only,
             channel=ChannelConfig(
                 retransmit_after=args.retransmit_after,
+                outbox_max_messages=args.outbox_max_messages,
+                outbox_max_bytes=args.outbox_max_bytes,
                 typing_window=args.typing_window,
                 heartbeat_interval=args.heartbeat_interval,
                 heartbeat_timeout=args.heartbeat_timeout,
@@ -169,7 +216,13 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    asyncio.run(run(parse_args()))
+    args = parse_args()
+    try:
+        asyncio.run(run(args))
+    except (EventLogError, StoreError) as exc:
+        # A log or store the agent must not use (a symlink, a directory, a damaged store)
+        # is a setup mistake: refuse to start with the reason, not a traceback.
+        sys.exit(f"peer {args.id}: {exc}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +18,17 @@ from typing import Any
 from peerlab.peer.events import EventLog
 from peerlab.peer.history import ConversationHistory
 from peerlab.peer.manager import ManagerConfig, PeerConnectionManager
-from peerlab.peer.protocol import RELIABLE_TYPES, ChannelMessage, MessageType, decode
+from peerlab.peer.protocol import (
+    RELIABLE_TYPES,
+    ChannelMessage,
+    MessageType,
+    ProtocolError,
+    check_peer_id,
+    decode,
+)
 from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
 from peerlab.peer.state import P2PConnectionState
+from peerlab.peer.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +38,10 @@ class AgentConfig:
     signaling_url: str
     token: str
     event_log: Path | None = None
+    store: Path | None = None
+    """The durable store (peer/store.py, docs/store.md); None keeps everything in memory."""
+    store_sync_ms: float | None = None
+    """None: commit every accepted message and delivery; N: at most every N ms."""
     signaling_ping: float = 20.0
     """Keepalive ping interval and timeout (s) of the signaling WebSocket: a connection
     that died silently (the agent changed networks) is noticed within twice this."""
@@ -39,9 +52,11 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.peer_id = config.peer_id
-        # A fresh epoch per process: a restarted agent starts new message streams.
-        self.epoch = uuid.uuid4().hex[:16]
         self.events = EventLog(config.peer_id, config.event_log)
+        self.store = Store.open(config.store, config.store_sync_ms) if config.store else None
+        # The sender's streams continue across restarts with the store that holds their
+        # unacked messages; without one, a restarted agent starts new streams.
+        self.epoch = self.store.epoch if self.store else uuid.uuid4().hex[:16]
         self.signaling = SignalingClient(
             config.signaling_url,
             config.room,
@@ -56,24 +71,53 @@ class Agent:
             epoch=self.epoch,
             config=config.manager,
             observer=self._observe,
+            store=self.store,
         )
         self.histories: dict[str, ConversationHistory] = {}
         self.stopped = asyncio.Event()
-        self._resume(self.events.since(0))
+        self._committer: asyncio.Task | None = None
+        logged = self._resume_histories(self.events.since(0))
+        if self.store is not None:
+            self._resume_store(logged)
 
-    def _resume(self, events: list[dict[str, Any]]) -> None:
-        """Pick up where a previous incarnation (same event log) stopped: its deliveries
-        stay delivered (no duplicates after a restart) and the histories keep them. Its
-        unacked outgoing messages are not resent: there is no durable outbox yet."""
+    def _resume_histories(self, events: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        """The chat view a previous incarnation (same event log) showed; returns the
+        (kind, message id) of every `sent` and `delivered` event in the log."""
+        logged = set()
+        unreadable = []
         for event in events:
             if event["kind"] not in ("sent", "delivered") or "message" not in event:
                 continue
-            message = decode(json.dumps(event["message"]))
+            try:
+                message = decode(json.dumps(event["message"]))
+                peer = check_peer_id("peer", event["peer"])
+            except (ProtocolError, KeyError, TypeError, ValueError):
+                # A record that reads as an event but not as a message: as with a damaged
+                # line (docs/event-log.md), skip it and say so, keeping what follows.
+                unreadable.append(event["seq"])
+                continue
             if message.type not in RELIABLE_TYPES:
                 continue
-            self.histories.setdefault(event["peer"], ConversationHistory()).apply(message)
-            if event["kind"] == "delivered":
-                self.manager.channel(event["peer"]).restore_delivered(message)
+            logged.add((event["kind"], message.id))
+            self.histories.setdefault(peer, ConversationHistory()).apply(message)
+        if unreadable:
+            print(
+                f"event log {self.config.event_log}: skipped {len(unreadable)} sent/delivered "
+                f"event(s) whose message or peer cannot be read (seq {unreadable[:10]})",
+                file=sys.stderr,
+            )
+        return logged
+
+    def _resume_store(self, logged: set[tuple[str, str]]) -> None:
+        """Take over the store's unacked messages and delivery state. A crash between a
+        store commit and the event it is reported by leaves a message in the store that
+        the log lacks: its event is recorded now, marked `recovered`."""
+        for remote, state in self.store.load().items():
+            self.manager.channel(remote).restore(state)
+            for kind, messages in (("sent", state.unacked), ("delivered", state.unlogged)):
+                for message in messages:
+                    if (kind, message.id) not in logged:
+                        self._observe(kind, peer=remote, message=message, recovered=True)
 
     async def start(self) -> None:
         self.events.record(
@@ -81,7 +125,10 @@ class Agent:
             room=self.config.room,
             epoch=self.epoch,
             signaling_url=self.config.signaling_url,
+            store=str(self.config.store) if self.store else None,
         )
+        if self.store is not None and self.store.sync_ms is not None:
+            self._committer = asyncio.create_task(self._commit_every(self.store.sync_ms / 1000))
         try:
             await self.signaling.start(self.manager.handle_signal)
         except SignalingUnavailable as exc:
@@ -93,9 +140,18 @@ class Agent:
             return
         await self.manager.close()
         await self.signaling.close()
+        if self._committer is not None:
+            self._committer.cancel()
+        if self.store is not None:
+            self.store.close()
         self.events.record("stopped")
         self.events.close()
         self.stopped.set()
+
+    async def _commit_every(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.store.commit()
 
     async def connect(
         self,

@@ -1,25 +1,32 @@
 """The agent's control API: HTTP + JSON, for scenario scripts. Documented in docs/control-api.md.
 
-Every request body and response is a JSON object. Errors are `{"error": "..."}` with 400
-(bad request), 404 (unknown route), 408 (a wait timed out; the text says what was
-expected and what was seen) or 504 (a connection could not be established in time).
+Every request body and response is a JSON object, errors included: `{"error": "..."}`
+(plus `code` where the cause has one) with 400 (bad request), 404 (unknown route), 405
+(wrong method), 408 (a wait timed out; the text says what was expected and what was
+seen), 413 (body too large), 500 (a bug), 504 (a connection could not be established in
+time) or 507 (the peer's outbox is full).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from peerlab.peer.agent import Agent
 from peerlab.peer.connection import ConnectionSetupError
 from peerlab.peer.events import matches, message_to_json
-from peerlab.peer.protocol import MessageType, ProtocolError
+from peerlab.peer.protocol import MessageType, ProtocolError, check_peer_id
+from peerlab.peer.reliability import OutboxFull
 from peerlab.peer.state import P2PConnectionState
 
 MAX_WAIT = 600.0
+MAX_REQUEST_BYTES = 1 << 20
+
+log = logging.getLogger(__name__)
 
 
 class BadRequest(ValueError):
@@ -39,6 +46,19 @@ def _field(body: dict[str, Any], name: str, kind: type, default: Any = ...) -> A
     return value
 
 
+def _peer(body: dict[str, Any]) -> str:
+    """The remote peer's id: refused unless the signaling server could register it, since
+    a message to any other id would wait for it forever."""
+    return check_peer_id("peer", _field(body, "peer", str))
+
+
+def _at_least(body: dict[str, Any], name: str, minimum: int, default: int) -> int:
+    value = _field(body, name, int, default)
+    if value < minimum:
+        raise BadRequest(f"field {name!r} must be at least {minimum}")
+    return value
+
+
 def _timeout(body: dict[str, Any], default: float) -> float:
     timeout = _field(body, "timeout", float, default)
     if not 0 < timeout <= MAX_WAIT:
@@ -51,7 +71,7 @@ class ControlServer:
         self.agent = agent
         self.host = host
         self.port = port
-        app = web.Application(middlewares=[self._errors], client_max_size=1 << 20)
+        app = web.Application(middlewares=[self._errors], client_max_size=MAX_REQUEST_BYTES)
         app.add_routes(
             [
                 web.get("/healthz", self.healthz),
@@ -82,20 +102,40 @@ class ControlServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every error is answered in JSON, whatever raised it."""
         try:
             return await handler(request)
-        except (BadRequest, ProtocolError, ValueError) as exc:
-            return web.json_response({"error": str(exc)}, status=400)
+        except ProtocolError as exc:
+            return _error(400, str(exc), code=exc.code)
+        except (BadRequest, ValueError) as exc:
+            return _error(400, str(exc))
         except TimeoutError as exc:
-            return web.json_response({"error": str(exc)}, status=408)
+            return _error(408, str(exc))
         except ConnectionSetupError as exc:
-            return web.json_response({"error": str(exc)}, status=504)
+            return _error(504, str(exc))
+        except OutboxFull as exc:
+            return _error(507, str(exc), code="outbox_full")
+        except web.HTTPException as exc:
+            # The router's 404 and 405 and the 413 of an oversized body.
+            headers = {k: v for k, v in exc.headers.items() if k != hdrs.CONTENT_TYPE}
+            return _error(exc.status, f"{request.method} {request.path}: {exc.text}", headers)
+        except ConnectionError:
+            raise  # the client went away: there is nobody to answer
+        except Exception as exc:
+            log.exception("control API: %s %s failed", request.method, request.path)
+            self.agent.events.record("error", error=f"control API {request.path}: {exc!r}")
+            return _error(500, f"internal error: {exc!r}")
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
+        if not request.can_read_body:
+            return {}
+        raw = await request.read()
         try:
-            body = await request.json() if request.can_read_body else {}
-        except json.JSONDecodeError as exc:
+            body = json.loads(raw.decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BadRequest(f"request body is not JSON: {exc}") from None
+        except RecursionError:
+            raise BadRequest("request body is nested too deeply") from None
         if not isinstance(body, dict):
             raise BadRequest("request body must be a JSON object")
         return body
@@ -114,7 +154,7 @@ class ControlServer:
 
     async def connect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        remote = _field(body, "peer", str)
+        remote = _peer(body)
         await self.agent.connect(
             remote,
             relay_only=_field(body, "relay_only", bool, None),
@@ -125,7 +165,7 @@ class ControlServer:
 
     async def link_options(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        remote = _field(body, "peer", str)
+        remote = _peer(body)
         # Set on both ends before either connects: the answering end applies its own.
         ice = self.agent.manager.set_ice_options(
             remote,
@@ -136,7 +176,7 @@ class ControlServer:
 
     async def send(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        remote = _field(body, "peer", str)
+        remote = _peer(body)
         try:
             message_type = MessageType(_field(body, "type", str))
         except ValueError:
@@ -177,8 +217,8 @@ class ControlServer:
         kind = _field(body, "kind", str, None)
         if kind is not None:
             match = {**match, "kind": kind}
-        count = _field(body, "count", int, 1)
-        since = _field(body, "since", int, 0)
+        count = _at_least(body, "count", 1, 1)
+        since = _at_least(body, "since", 0, 0)
         events = await self.agent.events.wait_for(
             match, count=count, since=since, timeout=_timeout(body, 10.0)
         )
@@ -186,7 +226,7 @@ class ControlServer:
 
     async def wait_state(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        remote = _field(body, "peer", str)
+        remote = _peer(body)
         try:
             wanted = P2PConnectionState(_field(body, "state", str))
         except ValueError:
@@ -216,7 +256,7 @@ class ControlServer:
 
     async def disconnect(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        remote = _field(body, "peer", str)
+        remote = _peer(body)
         await self.agent.manager.disconnect(remote)
         return web.json_response({"peer": remote, "state": self.agent.link_state(remote).value})
 
@@ -227,9 +267,15 @@ class ControlServer:
         return web.json_response({"status": "stopping"})
 
     def _query(self, request: web.Request) -> tuple[int, dict[str, str]]:
-        try:
-            since = int(request.query.get("since", "0"))
-        except ValueError:
-            raise BadRequest("query parameter 'since' must be an integer") from None
+        since = request.query.get("since", "0")
+        if not since.isdecimal():
+            raise BadRequest("query parameter 'since' must be a non-negative integer")
         match = {k: v for k, v in request.query.items() if k != "since"}
-        return since, match
+        return int(since), match
+
+
+def _error(
+    status: int, error: str, headers: dict[str, str] | None = None, *, code: str | None = None
+) -> web.Response:
+    body = {"error": error} if code is None else {"error": error, "code": code}
+    return web.json_response(body, status=status, headers=headers)

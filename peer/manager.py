@@ -21,9 +21,10 @@ from typing import Any
 
 from peerlab.peer.connection import ConnectionSetupError, IceOptions, PeerConnection
 from peerlab.peer.message_channel import ChannelConfig, MessageChannel
-from peerlab.peer.protocol import check_identifier
+from peerlab.peer.protocol import check_peer_id
 from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
 from peerlab.peer.state import P2PConnectionState, wins_glare
+from peerlab.peer.store import Store
 
 StateCallback = Callable[[str, P2PConnectionState, P2PConnectionState], Any]
 PC_CLOSE_GRACE = 2.0
@@ -79,12 +80,14 @@ class PeerConnectionManager:
         epoch: str,
         config: ManagerConfig = ManagerConfig(),
         observer: Callable[..., None] | None = None,
+        store: Store | None = None,
     ):
         self.local_id = local_id
         self.signaling = signaling
         self.epoch = epoch
         self.config = config
         self._observe = observer or (lambda kind, **fields: None)
+        self._store = store
         self._links: dict[str, _Link] = {}
         self._state_callbacks: list[StateCallback] = []
         self._closing = False
@@ -425,7 +428,7 @@ class PeerConnectionManager:
     def _link(self, remote_id: str) -> _Link:
         link = self._links.get(remote_id)
         if link is None:
-            check_identifier("peer", remote_id)
+            check_peer_id("peer", remote_id)
             if remote_id == self.local_id:
                 raise ValueError("a peer cannot connect to itself")
             channel = MessageChannel(
@@ -434,6 +437,7 @@ class PeerConnectionManager:
                 epoch=self.epoch,
                 config=self.config.channel,
                 observer=lambda kind, **f: self._observe(kind, peer=remote_id, **f),
+                store=self._store,
             )
             link = self._links[remote_id] = _Link(
                 remote_id, channel, ice=IceOptions(relay_only=self.config.relay_only)

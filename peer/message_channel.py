@@ -7,6 +7,8 @@ on the old one is resent on the new one.
 
 Everything that happens is reported to the `observer` as (kind, fields) so the agent can
 log it; application code subscribes to delivered messages with `on(MessageType, handler)`.
+With a `Store` (peer/store.py), each accepted message and each delivery is recorded in it
+before it is reported, and acks go out only once what they ack is committed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from peerlab.peer.protocol import (
     decode,
     encode,
 )
-from peerlab.peer.reliability import Inbox, Outbox
+from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES, Inbox, Outbox
+from peerlab.peer.store import RemoteState, Store
 from peerlab.peer.throttle import TypingThrottle
 
 Handler = Callable[[ChannelMessage], Any]
@@ -43,6 +46,10 @@ Observer = Callable[..., None]
 @dataclass(frozen=True, slots=True)
 class ChannelConfig:
     retransmit_after: float = 1.0
+    outbox_max_messages: int = MAX_UNACKED_MESSAGES
+    outbox_max_bytes: int = MAX_UNACKED_BYTES
+    """The most unacked reliable messages, and bytes of their frames, held for the remote
+    peer; a send beyond either raises `OutboxFull`."""
     typing_window: float = 3.0
     heartbeat_interval: float = 0.5
     heartbeat_timeout: float = 2.5
@@ -64,6 +71,7 @@ class MessageChannel:
         epoch: str,
         config: ChannelConfig = ChannelConfig(),
         observer: Observer | None = None,
+        store: Store | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
@@ -71,9 +79,15 @@ class MessageChannel:
         self.remote_id = remote_id
         self.config = config
         self._observe = observer or (lambda kind, **fields: None)
+        self._store = store
         self._clock = clock
         self._wall_clock = wall_clock
-        self._outbox = Outbox(epoch, config.retransmit_after)
+        self._outbox = Outbox(
+            epoch,
+            config.retransmit_after,
+            max_messages=config.outbox_max_messages,
+            max_bytes=config.outbox_max_bytes,
+        )
         self._inbox = Inbox()
         self._throttle = TypingThrottle(config.typing_window)
         self._handlers: dict[MessageType, list[Handler]] = {}
@@ -99,6 +113,9 @@ class MessageChannel:
 
     def on_error(self, handler: Callable[[ProtocolError], Any]) -> None:
         self._error_handlers.append(handler)
+
+    # The reliable send_* raise ProtocolError for bad input or a frame over the size limit
+    # (`too_big`), and OutboxFull when the outbox is full; nothing is queued then.
 
     def send_text(self, conversation: str, body: str) -> ChannelMessage:
         return self._send_reliable(MessageType.TEXT, conversation, body=body)
@@ -154,10 +171,13 @@ class MessageChannel:
     def attached(self) -> bool:
         return self._channel is not None and self._channel.readyState == "open"
 
-    def restore_delivered(self, message: ChannelMessage) -> None:
-        """Remember a message this agent delivered before a restart, so that the sender's
-        retransmission of it is re-acked instead of delivered twice."""
-        self._inbox.restore_delivered(message)
+    def restore(self, state: RemoteState) -> None:
+        """Take over what this agent's previous incarnation left in its store for the
+        remote: its unacked messages (resent on the next channel) and where each of the
+        remote's streams was delivered up to (their retransmissions are only re-acked)."""
+        self._outbox.restore(state.next_seq, state.unacked, self._clock())
+        for (epoch, conversation), expected in state.expected.items():
+            self._inbox.restore(epoch, conversation, expected)
 
     # ---- transport side, driven by the connection manager ----
 
@@ -210,6 +230,8 @@ class MessageChannel:
         # known to be valid and is serialized without a second check.
         values = check_fields(message_type, {"conversation": conversation, **fields})
         message = self._outbox.send(self._new(message_type, **values), self._clock())
+        if self._store is not None:
+            self._store.accept(self.remote_id, message)
         self._observe("sent", message=message)
         self._transmit(message, checked=True)
         return message
@@ -235,6 +257,9 @@ class MessageChannel:
             self._transmit(message, checked=True)
 
     def _ack(self, acked_ids: tuple[str, ...] | list[str], *, checked: bool) -> None:
+        if self._store is not None:
+            # An ack tells the sender to forget: what it acks must be durable first.
+            self._store.commit()
         for start in range(0, len(acked_ids), MAX_ACKED_IDS):
             chunk = tuple(acked_ids[start : start + MAX_ACKED_IDS])
             self._transmit(self._new(MessageType.ACK, acked_ids=chunk), checked=checked)
@@ -270,7 +295,10 @@ class MessageChannel:
         if message.type is MessageType.HEARTBEAT:
             return
         if message.type is MessageType.ACK:
-            for acked in self._outbox.on_ack(message.acked_ids, now):
+            newly_acked = self._outbox.on_ack(message.acked_ids, now)
+            if self._store is not None and newly_acked:
+                self._store.acked(m.id for m in newly_acked)
+            for acked in newly_acked:
                 self._observe("acked", message=acked, ack_id=message.id)
                 self._dispatch(MessageType.ACK, acked)
             return
@@ -281,6 +309,8 @@ class MessageChannel:
         receipt = self._inbox.on_message(message)
         if receipt.duplicate:
             self._observe("duplicate", message=message, reacked=bool(receipt.ack))
+        if self._store is not None and receipt.deliver:
+            self._store.deliver(self.remote_id, receipt.deliver)
         for delivered in receipt.deliver:
             self._observe("delivered", message=delivered)
             self._dispatch(delivered.type, delivered)

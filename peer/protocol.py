@@ -13,10 +13,13 @@ from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from peerlab.signaling.frames import IDENTIFIER as PEER_ID
+
 PROTOCOL_VERSION = 1
 
 MAX_FRAME_BYTES = 65_536
-"""Largest encoded frame (UTF-8 bytes). aiortc refuses larger data-channel messages by default."""
+"""Largest frame (UTF-8 bytes of the frame text), the only limit on a frame's size: aiortc
+refuses larger data-channel messages by default."""
 
 MAX_BODY_BYTES = 32_768
 """Largest text/edit body (UTF-8 bytes)."""
@@ -26,8 +29,10 @@ MAX_ACKED_IDS = 256
 
 MAX_EMOJI_CHARS = 32
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-"""Message ids, peer ids, conversation ids and epochs share this shape."""
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+"""The shape of every id in a frame (message, peer, conversation, epoch); matched with
+`fullmatch`. A peer id the agent accepts from its user is narrower: `PEER_ID`, the
+signaling server's own rule (no `:`), since a peer id must be one that can register."""
 
 
 class MessageType(StrEnum):
@@ -113,30 +118,20 @@ def _non_negative_int(field: str, value: Any) -> int:
 
 
 def _utf8(field: str, value: str) -> bytes:
+    """The UTF-8 bytes of a free-text field. The free-text fields (`body`, `emoji`) are the
+    only ones where an unpaired surrogate is not already a syntax error: it is `bad_string`."""
     try:
         return value.encode("utf-8")
     except UnicodeEncodeError:
-        raise _bad(field, "is not valid Unicode (lone surrogate)") from None
-
-
-_BODY_JSON_BUDGET = MAX_FRAME_BYTES - 1024
-"""What a body may take in a frame once JSON-escaped: the other fields fit in the rest."""
+        raise ProtocolError(
+            "bad_string", f"field {field!r} contains an unpaired surrogate (no UTF-8 form)"
+        ) from None
 
 
 def _body(field: str, value: Any) -> str:
     if not isinstance(value, str):
         raise _bad(field, "must be a string")
-    # Escaping can grow a string up to 6x (\u0000); only then is measuring worth it.
-    if (
-        len(value) * 6 > _BODY_JSON_BUDGET
-        and len(json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass"))
-        > _BODY_JSON_BUDGET
-    ):
-        raise ProtocolError(
-            "too_big",
-            f"field {field!r} would take over {_BODY_JSON_BUDGET} bytes of the frame "
-            "once JSON-escaped",
-        )
+    # Whether the escaped body fits in a frame is the frame's limit, checked on the frame.
     if len(_utf8(field, value)) > MAX_BODY_BYTES:
         raise ProtocolError("too_big", f"field {field!r} is over {MAX_BODY_BYTES} bytes")
     return value
@@ -202,8 +197,15 @@ _OPTIONAL_FIELDS = tuple(ChannelMessage._field_defaults)
 
 
 def check_identifier(what: str, value: Any) -> str:
-    """Validate a peer, conversation or message id (the same syntax for all)."""
+    """Validate a conversation or message id as a frame field."""
     return _identifier(what, value)
+
+
+def check_peer_id(what: str, value: Any) -> str:
+    """Validate the id of a peer to talk to: one the signaling server would register."""
+    if not isinstance(value, str) or not PEER_ID.fullmatch(value):
+        raise _bad(what, f"must be a peer id the signaling server accepts ({PEER_ID.pattern})")
+    return value
 
 
 def check_fields(message_type: MessageType, fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -224,7 +226,10 @@ def decode(frame: str | bytes) -> ChannelMessage:
     _check_size(len(frame) if isinstance(frame, bytes) else _utf8_len(frame))
     try:
         # Frames are UTF-8: json.loads would also guess UTF-16/32 from bytes.
-        obj = json.loads(frame.decode("utf-8") if isinstance(frame, bytes) else frame)
+        obj = json.loads(
+            frame.decode("utf-8") if isinstance(frame, bytes) else frame,
+            parse_constant=_not_json,
+        )
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
@@ -232,6 +237,11 @@ def decode(frame: str | bytes) -> ChannelMessage:
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "frame must be a JSON object")
     return _validate(obj)
+
+
+def _not_json(constant: str) -> None:
+    # json.loads accepts NaN, Infinity and -Infinity by default; RFC 8259 does not.
+    raise ValueError(f"{constant} is not a JSON value (RFC 8259)")
 
 
 def encode(message: ChannelMessage, *, checked: bool = False) -> str:
@@ -262,9 +272,16 @@ def _utf8_len(text: str) -> int:
     return len(text.encode("utf-8", "surrogatepass"))
 
 
+def frame_size(message: ChannelMessage) -> int:
+    """The message's frame size in bytes; raises `too_big` when the frame is over the limit."""
+    return _utf8_len(encode(message, checked=True))
+
+
 def _check_size(size: int) -> None:
     if size > MAX_FRAME_BYTES:
-        raise ProtocolError("too_big", f"frame of {size} bytes is over {MAX_FRAME_BYTES}")
+        raise ProtocolError(
+            "too_big", f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit"
+        )
 
 
 def _validate(obj: dict[str, Any]) -> ChannelMessage:

@@ -6,8 +6,9 @@ outlive any single data channel. Neither does I/O nor reads a clock: the caller 
 
 The scheme (docs/protocol.md, "Reliable delivery"):
 - The sender numbers reliable messages per conversation (`seq` = 0, 1, 2, ...) within its
-  `epoch` (a random id chosen when its outbox is created, so a restarted sender starts a
-  new stream instead of colliding with its old sequence numbers).
+  `epoch` (a random id chosen when its outbox is first created, so a sender that lost its
+  outbox starts a new stream instead of colliding with its old sequence numbers; one
+  restored from a durable store, `restore`, continues its stream).
 - Each transmission carries `base`, the lowest sequence number in that conversation not yet
   acked. Everything below `base` was acked, and the receiver acks only what it delivered,
   so everything below `base` was delivered: a receiver that lost its state (restart) can
@@ -22,22 +23,33 @@ The scheme (docs/protocol.md, "Reliable delivery"):
   each retransmission round that brought no ack. A channel whose acks keep coming, or
   come late but steadily, is slow (its send queue is long), not lossy: resending into
   that queue would only lengthen it. After a reconnect, everything unacked is resent.
+- The outbox is bounded, by message count and by the bytes of the frames it holds: a
+  peer that never acks (absent, gone for good) must not grow it without end. A message
+  that does not fit is refused (`OutboxFull`) before it is numbered; what is queued stays.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from peerlab.peer.protocol import ChannelMessage
+from peerlab.peer.protocol import ChannelMessage, frame_size
 
 MAX_RTO = 60.0
+MAX_UNACKED_MESSAGES = 10_000
+MAX_UNACKED_BYTES = 16 * 1024 * 1024
+
+
+class OutboxFull(Exception):
+    """A new message does not fit in the outbox until acks free room; nothing was queued."""
 
 
 @dataclass(slots=True)
 class _Pending:
     message: ChannelMessage
+    size: int
+    """Bytes of its largest frame (see `Outbox.send`), counted against `max_bytes`."""
     first_sent: float
     last_sent: float
     transmissions: int = 1
@@ -46,12 +58,22 @@ class _Pending:
 class Outbox:
     """Sender side: assigns sequence numbers, tracks acks, decides retransmissions."""
 
-    def __init__(self, epoch: str, retransmit_after: float = 1.0):
+    def __init__(
+        self,
+        epoch: str,
+        retransmit_after: float = 1.0,
+        *,
+        max_messages: int = MAX_UNACKED_MESSAGES,
+        max_bytes: int = MAX_UNACKED_BYTES,
+    ):
         self.epoch = epoch
         self.retransmit_after = retransmit_after
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
         self._next_seq: dict[str, int] = {}
         # Insertion order is send order, which is the order retransmissions must keep.
         self._pending: dict[str, _Pending] = {}
+        self._pending_bytes = 0
         # Unacked sequence numbers per conversation, lowest first: the head is `base`.
         self._unacked_seqs: dict[str, OrderedDict[int, None]] = {}
         # When the retransmission timer last restarted: an ack of something new, a
@@ -62,23 +84,58 @@ class Outbox:
         self._backoff = 1
 
     def send(self, message: ChannelMessage, now: float) -> ChannelMessage:
-        """Sequence a new reliable message (its epoch/seq/base are filled in) and track it."""
+        """Sequence a new reliable message (its epoch/seq/base are filled in) and track it.
+
+        Raises ProtocolError `too_big` if a frame of it could be over the limit, and
+        OutboxFull if it does not fit; either way before anything changes (no seq spent).
+        """
         conversation = message.conversation
         seq = self._next_seq.get(conversation, 0)
+        unacked = self._unacked_seqs.get(conversation)
+        base = next(iter(unacked)) if unacked else seq
+        sequenced = message._replace(epoch=self.epoch, seq=seq, base=base)
+        # `base` only grows, up to `seq`: with base = seq the frame is as long as any
+        # retransmission of it can be, so none is ever refused by the receiver.
+        size = frame_size(sequenced._replace(base=seq))
+        self._check_room(size)
         self._next_seq[conversation] = seq + 1
         if not self._pending:
             self._timer_start = now
-        unacked = self._unacked_seqs.setdefault(conversation, OrderedDict())
-        unacked[seq] = None
-        sequenced = message._replace(epoch=self.epoch, seq=seq, base=next(iter(unacked)))
-        self._pending[message.id] = _Pending(sequenced, now, now)
+        self._unacked_seqs.setdefault(conversation, OrderedDict())[seq] = None
+        self._pending[message.id] = _Pending(sequenced, size, now, now)
+        self._pending_bytes += size
         return sequenced
+
+    def _check_room(self, size: int) -> None:
+        count, held = len(self._pending), self._pending_bytes
+        if count + 1 > self.max_messages or held + size > self.max_bytes:
+            raise OutboxFull(
+                f"outbox full: {count} unacked messages ({held} bytes) and this one "
+                f"({size} bytes) would exceed {self.max_messages} messages or "
+                f"{self.max_bytes} bytes; nothing was queued"
+            )
+
+    def restore(
+        self, next_seq: Mapping[str, int], unacked: Iterable[ChannelMessage], now: float
+    ) -> None:
+        """Take over what a previous incarnation of this sender left (its store): the next
+        sequence numbers, and the messages still unacked, in the order they were accepted,
+        with the epoch and seq they had. They are resent on the next channel."""
+        self._next_seq.update(next_seq)
+        for message in unacked:
+            size = frame_size(message._replace(base=message.seq))
+            self._unacked_seqs.setdefault(message.conversation, OrderedDict())[message.seq] = None
+            self._pending[message.id] = _Pending(message, size, now, now)
+            self._pending_bytes += size
+        if self._pending:
+            self._timer_start = now
 
     def on_ack(self, acked_ids: Iterable[str], now: float) -> list[ChannelMessage]:
         """Forget acked messages; returns those acked for the first time (in send order)."""
         newly = [self._pending.pop(i) for i in acked_ids if i in self._pending]
         for pending in newly:
             del self._unacked_seqs[pending.message.conversation][pending.message.seq]
+            self._pending_bytes -= pending.size
             if pending.transmissions == 1:  # Karn: a resent message's round trip is ambiguous
                 self._sample_rtt(now - pending.first_sent)
         if newly:
@@ -129,6 +186,11 @@ class Outbox:
     def unacked(self) -> list[ChannelMessage]:
         return [p.message for p in self._pending.values()]
 
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes the unacked messages' frames take (each at its largest), for `max_bytes`."""
+        return self._pending_bytes
+
     def transmissions(self, message_id: str) -> int:
         pending = self._pending.get(message_id)
         return pending.transmissions if pending else 0
@@ -164,10 +226,11 @@ class Inbox:
     def __init__(self) -> None:
         self._streams: dict[tuple[str, str], _Stream] = {}
 
-    def restore_delivered(self, message: ChannelMessage) -> None:
-        """Mark a message delivered by a previous incarnation of this receiver (its log)."""
-        stream = self._streams.setdefault((message.epoch, message.conversation), _Stream())
-        stream.expected = max(stream.expected, message.seq + 1)
+    def restore(self, epoch: str, conversation: str, expected: int) -> None:
+        """Resume a stream where a previous incarnation of this receiver left it (its
+        store): everything below `expected` was delivered and is only re-acked."""
+        stream = self._streams.setdefault((epoch, conversation), _Stream())
+        stream.expected = max(stream.expected, expected)
 
     def on_message(self, message: ChannelMessage) -> Receipt:
         key = (message.epoch, message.conversation)

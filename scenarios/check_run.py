@@ -27,14 +27,21 @@ _SEVERITY = {0: 0, 2: 1, 1: 2}
 def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """The JSON objects of a JSON-lines file, and a description of each line that is not one
     (phrased to follow "<agent>'s event log", e.g. "ends in a cut line (line 311)")."""
-    text = path.read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
-    # The text after the last newline is a line the writer did not finish (or nothing).
-    last_is_cut = not text.endswith("\n")
+    data = path.read_bytes()
+    raw_lines = data.split(b"\n")
+    # The bytes after the last newline are a line the writer did not finish (or nothing).
+    last_is_cut = not data.endswith(b"\n")
     if not last_is_cut:
-        lines.pop()
+        raw_lines.pop()
     entries, damaged = [], []
-    for number, line in enumerate(lines, start=1):
+    for number, raw in enumerate(raw_lines, start=1):
+        try:
+            # Line by line, as the agent reads it (docs/event-log.md): a bad byte costs
+            # its own line only.
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            damaged.append(f"has a line that is not UTF-8 (line {number})")
+            continue
         if not line.strip():
             continue
         try:
@@ -44,7 +51,7 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
         if isinstance(entry, dict):
             entries.append(entry)
             continue
-        if number == len(lines) and last_is_cut:
+        if number == len(raw_lines) and last_is_cut:
             damaged.append(f"ends in a cut line (line {number})")
             continue
         recovered = _recover_glued_event(line)

@@ -292,17 +292,24 @@ class _Checker:
         if not events:
             self.incomplete[agent].append(f"{agent}'s event log has no events")
             return
-        # An agent numbers its events 1, 2, ... across restarts; a jump means lines are
-        # missing. (A number going back follows a cut line, which is reported already.)
+        # An agent numbers its events 1, 2, ... across restarts, continuing after the
+        # newest event it could read (docs/event-log.md): a jump means records are
+        # missing, a number that does not grow is a record the agent itself skipped.
         previous = 0
         for event in events:
             seq = event.get("seq")
-            if isinstance(seq, int) and seq > previous + 1:
+            if not isinstance(seq, int):
+                continue
+            if seq <= previous:
+                self.incomplete[agent].append(
+                    f"{agent}'s event log repeats or reorders event {seq} (after event {previous})"
+                )
+                continue
+            if seq > previous + 1:
                 self.incomplete[agent].append(
                     f"{agent}'s event log lacks events {previous + 1} to {seq - 1}"
                 )
-            if isinstance(seq, int):
-                previous = seq
+            previous = seq
 
     def check_history_sends(self) -> None:
         """A send the harness saw succeed was logged as `sent` first: if it is not in the

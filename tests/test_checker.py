@@ -386,6 +386,22 @@ def test_missing_and_empty_logs_make_the_verdict_unknown():
     assert result.counts["lost"] == 0  # nothing is said about carol without her log
 
 
+def test_a_gap_or_a_repeated_number_in_a_log_makes_the_verdict_unknown():
+    # Records the agent skipped as damaged (docs/event-log.md): gone from the middle, or
+    # left in place with a number that does not grow.
+    run = _run("alice", "bob")
+    run.exchange("alice", "bob")
+    run.stopped("alice", "bob")
+    bob = run.logs["bob"]
+    bob[1] = {**bob[1], "seq": bob[0]["seq"]}
+    del run.logs["alice"][1]
+    result = run.check()
+    assert result.valid is None, result.render()
+    reasons = result.reasons()
+    assert "bob's event log repeats or reorders event 1 (after event 1)" in reasons, reasons
+    assert "alice's event log lacks events 2 to 2" in reasons, reasons
+
+
 def test_an_anomaly_between_complete_logs_is_invalid_even_when_another_log_is_cut():
     run = _run("alice", "bob", "carol")
     twice = run.exchange("alice", "bob")
@@ -440,7 +456,7 @@ def test_load_run_never_raises_on_bad_content(tmp_path):
     assert events == {"alice": [{"seq": 1}]} and history == []
     assert damaged["alice"] == [
         "has a line that is not a JSON object (line 1)",
-        "has a line that is not a JSON object (line 2)",
+        "has a line that is not UTF-8 (line 2)",
     ]
     assert damaged["history.jsonl"] == ["has a line that is not a JSON object (line 1)"]
     assert check_folder(tmp_path).valid is None

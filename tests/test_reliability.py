@@ -12,9 +12,12 @@ import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from peerlab.peer.__main__ import config_from_args, parse_args
+from peerlab.peer.message_channel import ChannelConfig, MessageChannel
 from peerlab.peer.protocol import (
     MAX_ACKED_IDS,
     ChannelMessage,
@@ -23,7 +26,7 @@ from peerlab.peer.protocol import (
     decode,
     encode,
 )
-from peerlab.peer.reliability import Inbox, Outbox, Receipt
+from peerlab.peer.reliability import Inbox, Outbox, OutboxFull, Receipt
 
 
 def text(message_id: str, conversation: str = "c", body: str = "hi") -> ChannelMessage:
@@ -164,6 +167,99 @@ def test_reconnect_with_nothing_unacked_sends_nothing():
     outbox.send(text("m0"), 0.0)
     outbox.on_ack(["m0"], 0.0)
     assert outbox.on_reconnect(1.0) == []
+
+
+# ---- Outbox bounds ----
+
+
+def frame_bytes(message: ChannelMessage) -> int:
+    """What the outbox counts for a message: its frame at its longest (`base` = `seq`)."""
+    return len(encode(message._replace(base=message.seq)).encode("utf-8"))
+
+
+def test_outbox_counts_the_bytes_of_unacked_frames_and_acks_free_them():
+    outbox = Outbox("ep1")
+    sent = [outbox.send(text(f"m{i}", body="é" * (100 * i)), 0.0) for i in range(12)]
+    sizes = [frame_bytes(m) for m in sent]
+    assert outbox.unacked_bytes == sum(sizes)
+    outbox.on_ack(["m3", "m11", "nope"], 0.1)
+    assert outbox.unacked_bytes == sum(sizes) - sizes[3] - sizes[11]
+    outbox.on_ack(["m3"], 0.2)  # a second ack frees nothing more
+    assert outbox.unacked_bytes == sum(sizes) - sizes[3] - sizes[11]
+    outbox.on_ack([f"m{i}" for i in range(12)], 0.3)
+    assert outbox.unacked_bytes == 0 and outbox.unacked == []
+
+
+def test_a_full_outbox_by_count_refuses_without_losing_or_numbering_anything():
+    outbox = Outbox("ep1", max_messages=3)
+    for i in range(3):
+        outbox.send(text(f"m{i}"), 0.0)
+    held = outbox.unacked_bytes
+    with pytest.raises(OutboxFull, match="3 unacked messages"):
+        outbox.send(text("m3"), 0.0)
+    assert ids(outbox.unacked) == ["m0", "m1", "m2"] and outbox.unacked_bytes == held
+    outbox.on_ack(["m0"], 0.1)
+    assert outbox.send(text("m3"), 0.2).seq == 3  # the refused one took no seq
+    assert ids(outbox.on_reconnect(0.3)) == ["m1", "m2", "m3"]
+
+
+def test_a_full_outbox_by_bytes_refuses_until_acks_free_room():
+    big = frame_bytes(Outbox("ep1").send(text("m0", body="x" * 1000), 0.0))
+    exact = Outbox("ep1", max_bytes=3 * big)  # the bound is inclusive
+    for i in range(3):
+        exact.send(text(f"m{i}", body="x" * 1000), 0.0)
+    assert exact.unacked_bytes == 3 * big
+    outbox = Outbox("ep1", max_bytes=3 * big - 1)
+    outbox.send(text("m0", body="x" * 1000), 0.0)
+    outbox.send(text("m1", body="x" * 1000), 0.0)
+    with pytest.raises(OutboxFull, match=f"{2 * big} bytes"):
+        outbox.send(text("m2", body="x" * 1000), 0.0)
+    assert ids(outbox.unacked) == ["m0", "m1"] and outbox.unacked_bytes == 2 * big
+    outbox.on_ack(["m0"], 0.1)
+    assert outbox.send(text("m2", body="x" * 1000), 0.2).seq == 2
+
+
+def test_the_default_bound_stops_600_large_messages_to_an_absent_peer():
+    # Found bug: 600 x 30 KB to a peer that never acks were all kept (19.7 MB, never freed).
+    outbox = Outbox("ep1")
+    assert (outbox.max_messages, outbox.max_bytes) == (10_000, 16 * 1024 * 1024)
+    accepted = 0
+    with pytest.raises(OutboxFull):
+        for i in range(600):
+            outbox.send(text(f"m{i}", body="x" * 30_000), 0.0)
+            accepted += 1
+    assert 500 < accepted < 600
+    assert outbox.unacked_bytes <= 16 * 1024 * 1024
+    assert len(outbox.unacked) == accepted
+
+
+def test_the_default_count_bound_does_not_bite_a_bulk_sender():
+    # The benchmark sends 5 000 messages of 200 bytes as fast as the channel takes them.
+    outbox = Outbox("ep1")
+    for i in range(5_000):
+        outbox.send(text(f"m{i}", body="x" * 200), 0.0)
+    assert len(outbox.unacked) == 5_000
+
+
+def test_the_bounds_are_set_by_flags_or_environment_and_reach_the_outbox(monkeypatch):
+    monkeypatch.setenv("OUTBOX_MAX_BYTES", "4096")
+    args = parse_args(["--id", "alice", "--secret", "s", "--outbox-max-messages", "1"])
+    config = config_from_args(args).manager.channel
+    assert (config.outbox_max_messages, config.outbox_max_bytes) == (1, 4096)
+    channel = MessageChannel("alice", "bob", epoch="ep1", config=config)
+    channel.send_text("c", "queued while not connected")
+    with pytest.raises(OutboxFull):
+        channel.send_text("c", "one too many")
+    assert [m.body for m in channel.unacked] == ["queued while not connected"]
+    defaults = ChannelConfig()
+    assert (defaults.outbox_max_messages, defaults.outbox_max_bytes) == (10_000, 16 << 20)
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_a_bound_below_one_is_refused_at_startup(value, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--id", "alice", "--secret", "s", "--outbox-max-bytes", value])
+    assert "--outbox-max-bytes" in capsys.readouterr().err
 
 
 # ---- Inbox ----

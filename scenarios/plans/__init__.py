@@ -9,6 +9,7 @@ from types import ModuleType
 from peerlab.scenarios.plans import (
     cellular_trace,
     corporate_firewall,
+    crash_with_unacked,
     degraded_signaling,
     full_mesh,
     lossy_data_path,
@@ -29,6 +30,7 @@ PLANS: dict[str, ModuleType] = {
     "turn_tcp_relay": turn_tcp_relay,
     "signaling_outage": signaling_outage,
     "peer_killed": peer_killed,
+    "crash_with_unacked": crash_with_unacked,
     "nat_matrix": nat_matrix,
     "lossy_data_path": lossy_data_path,
     "partition_heal": partition_heal,
