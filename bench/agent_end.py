@@ -12,23 +12,44 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from bench.processes import Control
 from bench.workload import CONVERSATION, Workload
 from peerlab.peer.agent import Agent, AgentConfig
 from peerlab.peer.message_channel import MessageChannel
 from peerlab.peer.protocol import ChannelMessage, MessageType, encode
+from peerlab.peer.store import parse_sync
 from peerlab.signaling.auth import make_token
 
 
-def _agent(url: str, room: str, secret: str, peer_id: str) -> Agent:
-    return Agent(AgentConfig(peer_id, room, url, make_token(secret, room, peer_id)))
+def _agent(url: str, room: str, secret: str, peer_id: str, store: str | None, folder: str) -> Agent:
+    """An agent in memory (`store` None) or with a durable store synced as `store` says
+    ("always", or milliseconds: docs/store.md), kept in `folder`."""
+    return Agent(
+        AgentConfig(
+            peer_id,
+            room,
+            url,
+            make_token(secret, room, peer_id),
+            store=Path(folder) / f"{peer_id}.db" if store else None,
+            store_sync_ms=parse_sync(store) if store else None,
+        )
+    )
 
 
 async def sender(
-    control: Control, workload: Workload, url: str, room: str, secret: str, local: str, remote: str
+    control: Control,
+    workload: Workload,
+    url: str,
+    room: str,
+    secret: str,
+    local: str,
+    remote: str,
+    store: str | None,
+    folder: str,
 ) -> None:
-    agent = _agent(url, room, secret, local)
+    agent = _agent(url, room, secret, local, store, folder)
     channel = agent.manager.channel(remote)
     acked = 0
     all_acked = asyncio.Event()
@@ -100,9 +121,17 @@ async def _send_bulk(channel: MessageChannel, body: str, count: int) -> ChannelM
 
 
 async def receiver(
-    control: Control, workload: Workload, url: str, room: str, secret: str, local: str, remote: str
+    control: Control,
+    workload: Workload,
+    url: str,
+    room: str,
+    secret: str,
+    local: str,
+    remote: str,
+    store: str | None,
+    folder: str,
 ) -> None:
-    agent = _agent(url, room, secret, local)
+    agent = _agent(url, room, secret, local, store, folder)
     delivered = 0
     last_delivered = 0.0
     cpu = 0.0

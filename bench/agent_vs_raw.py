@@ -12,7 +12,9 @@ Both send the same body (`--size` bytes of text): round trips one at a time (raw
 ping-pong; agent: send → ack), then `--messages` messages one way with the same
 `bufferedAmount` backpressure. Throughput is messages ÷ (last arrival at the receiver -
 first send), both read from the host-wide monotonic clock. Raw and agent runs alternate
-`--repeat` times (the machines are noisy) and the summary takes medians.
+`--repeat` times (the machines are noisy) and the summary takes medians. The agent also
+runs with a durable store (`--store`, docs/store.md), reported in a second table next to
+the agent in memory; the targets are the in-memory agent's.
 
 The last line is machine-readable:
     agent_vs_raw throughput_ratio=<agent msgs/s ÷ raw> rtt_p50_ratio=<agent p50 ÷ raw p50>
@@ -27,6 +29,7 @@ import argparse
 import asyncio
 import secrets
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +37,16 @@ from typing import Any
 from bench import agent_end, raw_end
 from bench.processes import EndFailed, EndProcess, run_ends
 from bench.workload import Workload, median, percentile
+from peerlab.peer.store import parse_sync
 from peerlab.signaling.server import ServerConfig, SignalingServer
 
 THROUGHPUT_TARGET = 0.9
 """The agent should deliver at least this fraction of raw aiortc's messages per second."""
 SENDER, RECEIVER = "sender", "receiver"
 """Peer ids of the two agents (each agent run has a room of its own)."""
+
+MEMORY = "agent"
+"""The agent without a store: the path the targets are measured on."""
 
 RTT_TARGET = 1.5
 """The agent's send→ack p50 should be at most this multiple of raw ping-pong p50."""
@@ -113,21 +120,31 @@ async def run_raw(workload: Workload, profile_dir: Path | None) -> RunFigures:
 
 
 async def run_agent(
-    workload: Workload, url: str, secret: str, room: str, profile_dir: Path | None
+    workload: Workload,
+    url: str,
+    secret: str,
+    room: str,
+    profile_dir: Path | None,
+    store: str | None = None,
 ) -> RunFigures:
-    common = {
-        "profile_dir": profile_dir,
-        "on_progress": _print_progress,
-        "workload": workload,
-        "url": url,
-        "room": room,
-        "secret": secret,
-    }
-    ends = [
-        EndProcess("agent sender", agent_end.sender, local=SENDER, remote=RECEIVER, **common),
-        EndProcess("agent receiver", agent_end.receiver, local=RECEIVER, remote=SENDER, **common),
-    ]
-    sender, receiver = await run_ends(ends, _timeout(workload))
+    with tempfile.TemporaryDirectory(prefix="peerlab-bench-") as folder:
+        common = {
+            "profile_dir": profile_dir,
+            "on_progress": _print_progress,
+            "workload": workload,
+            "url": url,
+            "room": room,
+            "secret": secret,
+            "store": store,
+            "folder": folder,
+        }
+        ends = [
+            EndProcess("agent sender", agent_end.sender, local=SENDER, remote=RECEIVER, **common),
+            EndProcess(
+                "agent receiver", agent_end.receiver, local=RECEIVER, remote=SENDER, **common
+            ),
+        ]
+        sender, receiver = await run_ends(ends, _timeout(workload))
     if sender["retransmissions"] or receiver["duplicates"]:
         print(
             f"    agent: {sender['retransmissions']} retransmissions, "
@@ -195,6 +212,31 @@ def print_table(raw: list[RunFigures], agent: list[RunFigures]) -> tuple[float, 
     return throughput_ratio, rtt_ratio
 
 
+def print_durability(durable: dict[str, list[RunFigures]]) -> None:
+    """The agent with a durable store (docs/store.md) next to the agent in memory."""
+    rows = [
+        ("throughput (msg/s)", "msgs_per_s", "{:,.0f}"),
+        ("RTT p50 (ms)", "rtt_p50_ms", "{:.3f}"),
+        ("CPU/msg sender (µs)", "sender_cpu_us", "{:.0f}"),
+        ("CPU/msg receiver (µs)", "receiver_cpu_us", "{:.0f}"),
+    ]
+    modes = list(durable)
+    table = [("median of runs", *(f"store={m}" if m != MEMORY else "in memory" for m in modes))]
+    for label, name, number in rows:
+        memory = median([getattr(r, name) for r in durable[MEMORY]])
+        cells = []
+        for mode in modes:
+            value = median([getattr(r, name) for r in durable[mode]])
+            ratio = "" if mode == MEMORY else f" ({value / memory:.2f}x)"
+            cells.append(number.format(value) + ratio)
+        table.append((label, *cells))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    print()
+    for row in table:
+        cells = [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        print("  ".join([row[0].ljust(widths[0]), *cells]))
+
+
 async def benchmark(args: argparse.Namespace) -> tuple[float, float]:
     workload = Workload(messages=args.messages, body_bytes=args.size, rtt_samples=args.rtt_samples)
     if args.profile is not None:
@@ -207,23 +249,41 @@ async def benchmark(args: argparse.Namespace) -> tuple[float, float]:
     )
     secret = secrets.token_hex(16)
     raw: list[RunFigures] = []
-    agent: list[RunFigures] = []
+    agent: dict[str, list[RunFigures]] = {mode: [] for mode in (MEMORY, *args.store)}
+    paths = ["raw", *agent]
     async with SignalingServer(ServerConfig(secret=secret, host="127.0.0.1", port=0)) as server:
         for index in range(args.repeat):
-            # Alternate which path goes first, so a drift in machine load hits both alike.
-            order = ("raw", "agent") if index % 2 == 0 else ("agent", "raw")
-            for path in order:
-                print(f"[{path} {index + 1}/{args.repeat}]", flush=True)
+            # Rotate which path goes first, so a drift in machine load hits all alike.
+            shift = index % len(paths)
+            for path in paths[shift:] + paths[:shift]:
+                name = path if path in ("raw", MEMORY) else f"agent store={path}"
+                print(f"[{name} {index + 1}/{args.repeat}]", flush=True)
                 if path == "raw":
                     figures = await run_raw(workload, args.profile)
                     raw.append(figures)
                 else:
-                    room = f"bench-{index}"
-                    figures = await run_agent(workload, server.url, secret, room, args.profile)
-                    agent.append(figures)
-                print(f"  {path} {index + 1}/{args.repeat}: {figures.describe()}", flush=True)
+                    room = f"bench-{index}-{len(agent[path])}-{path}"
+                    store = None if path == MEMORY else path
+                    figures = await run_agent(
+                        workload, server.url, secret, room, args.profile, store
+                    )
+                    agent[path].append(figures)
+                print(f"  {name} {index + 1}/{args.repeat}: {figures.describe()}", flush=True)
     print()
-    return print_table(raw, agent)
+    ratios = print_table(raw, agent[MEMORY])
+    if args.store:
+        print_durability(agent)
+    return ratios
+
+
+def _store_modes(text: str) -> list[str]:
+    modes = [] if text == "none" else [m.strip() for m in text.split(",") if m.strip()]
+    for mode in modes:
+        try:
+            parse_sync(mode)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return modes
 
 
 def _positive(text: str) -> int:
@@ -244,6 +304,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=_positive, default=3, help="runs of each path")
     parser.add_argument(
         "--profile", type=Path, default=None, metavar="DIR", help="write cProfile stats to DIR"
+    )
+    parser.add_argument(
+        "--store",
+        type=_store_modes,
+        default=_store_modes("always,10"),
+        metavar="SYNC[,SYNC]",
+        help="also run the agent with a durable store synced each way (docs/store.md: "
+        "'always' or milliseconds; default always,10), next to the agent in memory; "
+        "'none' for none",
     )
     return parser.parse_args(argv)
 

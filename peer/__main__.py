@@ -28,6 +28,13 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
+def _owner(text: str) -> tuple[int, int]:
+    uid, sep, gid = text.partition(":")
+    if not (sep and uid.isdigit() and gid.isdigit()):
+        raise argparse.ArgumentTypeError(f"expected UID:GID (numbers), not {text!r}")
+    return int(uid), int(gid)
+
+
 def _store_sync(text: str) -> float | None:
     try:
         return parse_sync(text)
@@ -89,6 +96,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=_env("STORE"),
         help="durable store of unacked messages and delivery state, a SQLite file ({peer} "
         "is replaced by the peer id; docs/store.md); without it, all in memory [STORE]",
+    )
+    p.add_argument(
+        "--file-owner",
+        type=_owner,
+        default=_env("PEERLAB_FILE_OWNER") or None,
+        metavar="UID:GID",
+        help="hand the event log and the store (both readable by their owner only) to this "
+        "user, e.g. the host user reading a container's files [PEERLAB_FILE_OWNER]",
     )
     p.add_argument(
         "--store-sync",
@@ -177,6 +192,7 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         event_log=Path(args.event_log.replace("{peer}", args.id)) if args.event_log else None,
         store=Path(args.store.replace("{peer}", args.id)) if args.store else None,
         store_sync_ms=args.store_sync,
+        file_owner=args.file_owner,
         signaling_ping=args.signaling_ping,
         manager=ManagerConfig(
             connect_timeout=args.connect_timeout,

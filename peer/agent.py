@@ -42,6 +42,8 @@ class AgentConfig:
     """The durable store (peer/store.py, docs/store.md); None keeps everything in memory."""
     store_sync_ms: float | None = None
     """None: commit every accepted message and delivery; N: at most every N ms."""
+    file_owner: tuple[int, int] | None = None
+    """(uid, gid) the event log and the store are handed to (both are 0600)."""
     signaling_ping: float = 20.0
     """Keepalive ping interval and timeout (s) of the signaling WebSocket: a connection
     that died silently (the agent changed networks) is noticed within twice this."""
@@ -52,8 +54,12 @@ class Agent:
     def __init__(self, config: AgentConfig):
         self.config = config
         self.peer_id = config.peer_id
-        self.events = EventLog(config.peer_id, config.event_log)
-        self.store = Store.open(config.store, config.store_sync_ms) if config.store else None
+        self.events = EventLog(config.peer_id, config.event_log, owner=config.file_owner)
+        self.store = (
+            Store.open(config.store, config.store_sync_ms, config.file_owner)
+            if config.store
+            else None
+        )
         # The sender's streams continue across restarts with the store that holds their
         # unacked messages; without one, a restarted agent starts new streams.
         self.epoch = self.store.epoch if self.store else uuid.uuid4().hex[:16]

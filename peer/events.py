@@ -217,7 +217,10 @@ class EventLog:
         *,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
+        owner: tuple[int, int] | None = None,
     ):
+        """`owner`: (uid, gid) the file is handed to, so that a user other than the one the
+        agent runs as (root in the lab's containers) can read it (docs/event-log.md)."""
         self.agent_id = agent_id
         self._clock = clock
         self._wall_clock = wall_clock
@@ -232,7 +235,7 @@ class EventLog:
         self._changed: asyncio.Event | None = None
         self._file: IO[str] | None = None
         if jsonl_path is not None:
-            self._file = self._resume(jsonl_path)
+            self._file = self._resume(jsonl_path, owner)
 
     def record(self, kind: str, **fields: Any) -> Event:
         self._seq += 1
@@ -300,10 +303,12 @@ class EventLog:
             self._file.close()
             self._file = None
 
-    def _resume(self, path: Path) -> IO[str]:
+    def _resume(self, path: Path, owner: tuple[int, int] | None) -> IO[str]:
         """Take over the events of a previous incarnation; return the file to append to."""
         fd = _open(path)
         try:
+            if owner is not None:
+                os.fchown(fd, *owner)
             with open(fd, "rb", closefd=False) as lines:
                 loaded = _load(lines)
             if loaded.cut:

@@ -98,8 +98,11 @@ class Store:
         self._dirty = False
 
     @classmethod
-    def open(cls, path: Path, sync_ms: float | None = None) -> Store:
-        """Open (creating if missing) the store at `path`; StoreError if it is not sound."""
+    def open(
+        cls, path: Path, sync_ms: float | None = None, owner: tuple[int, int] | None = None
+    ) -> Store:
+        """Open (creating if missing) the store at `path`; StoreError if it is not sound.
+        `owner`: (uid, gid) a new file is handed to (SQLite gives its WAL files the same)."""
         if path.is_dir():
             raise StoreError(f"store {path} is a directory, not a file")
         if path.is_symlink():
@@ -108,7 +111,10 @@ class Store:
         path.parent.mkdir(parents=True, exist_ok=True)
         if new:
             # Created readable by its owner only: it holds message bodies.
-            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600))
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.close(fd)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")

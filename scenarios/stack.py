@@ -216,6 +216,7 @@ class Stack:
         self.env = {
             **os.environ,
             "PEERLAB_EVENTS_DIR": str(self.events_dir),
+            "PEERLAB_FILE_OWNER": f"{os.getuid()}:{os.getgid()}",
             "PEERLAB_NET": prefix,
             **(env or {}),
         }

@@ -8,7 +8,11 @@ Modules:
 
 - :mod:`signaling.auth`: registration tokens and TURN REST credentials (pure).
 - :mod:`signaling.frames`: parsing and validation of signaling frames (pure).
-- :mod:`signaling.ratelimit`: per-connection token bucket (pure, time passed in).
+- :mod:`signaling.ratelimit`: per-connection token bucket and log throttle (pure, time
+  passed in).
+- :mod:`signaling.limits`: caps on connections, overall and per address (pure).
+- :mod:`signaling.outbox`: a client's outbound queue, bounded in frames and bytes (pure).
+- :mod:`signaling.loop_errors`: rate-limited logging of the event loop's errors.
 - :mod:`signaling.server`: the asyncio server (:class:`SignalingServer`).
 - ``python -m peerlab.signaling``: the command line entry point.
 """

@@ -1,4 +1,4 @@
-"""Token bucket used to rate-limit the frames of one signaling connection.
+"""Rate limits of the signaling server: frames per connection, and log lines per kind.
 
 Pure: the caller passes the current (monotonic) time, so tests need no clock.
 """
@@ -29,3 +29,35 @@ class TokenBucket:
             self._tokens -= 1.0
             return True
         return False
+
+
+class LogThrottle:
+    """At most one log line per ``interval`` seconds for each kind of event.
+
+    A line that is let through reports how many of its kind were suppressed
+    since the previous one, so that a flood (a failing ``accept()``, a crowd of
+    refused connections) costs one line per interval instead of one per event.
+    Callers must keep the set of kinds small (error names, event names), not
+    derive kinds from client input.
+    """
+
+    def __init__(self, interval: float) -> None:
+        if interval < 0:
+            raise ValueError("interval must be >= 0")
+        self.interval = interval
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, kind: str, now: float) -> int | None:
+        """``None`` to suppress this line, else how many of its kind were suppressed."""
+        last = self._last.get(kind)
+        if last is not None and 0 <= now - last < self.interval:
+            self._suppressed[kind] = self._suppressed.get(kind, 0) + 1
+            return None
+        self._last[kind] = now
+        return self._suppressed.pop(kind, 0)
+
+    def drain(self) -> dict[str, int]:
+        """The suppressed counts not reported yet (e.g. at shutdown); resets them."""
+        pending, self._suppressed = self._suppressed, {}
+        return pending

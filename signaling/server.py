@@ -1,16 +1,20 @@
 """The signaling server: rooms of registered peers relaying WebRTC signaling frames.
 
-:class:`SignalingServer` wraps a ``websockets`` asyncio server. Each connection
-gets a :class:`Session` with its own outbound queue, so a peer that stops reading
-never stalls the peers that send to it; frame handling itself is synchronous and
-therefore atomic with respect to the room table. Parsing and validation live in
-:mod:`signaling.frames`, credentials in :mod:`signaling.auth`.
+:class:`SignalingServer` wraps a ``websockets`` asyncio server. Every client is
+bounded: each TCP connection holds a slot of :class:`ConnectionLimits` from
+accept to close (caps overall and per source address), must register within
+``register_timeout``, and gets a :class:`Session` whose outbound queue is
+bounded in frames and bytes, so a peer that stops reading never stalls the
+peers that send to it nor grows the server. Frame handling itself is
+synchronous and therefore atomic with respect to the room table. Parsing and
+validation live in :mod:`signaling.frames`, credentials in :mod:`signaling.auth`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -42,14 +46,30 @@ from peerlab.signaling.frames import (
     registered_frame,
     relayed_frame,
 )
-from peerlab.signaling.ratelimit import TokenBucket
+from peerlab.signaling.limits import (
+    ADDRESS_FULL,
+    SERVER_FULL,
+    ConnectionLimits,
+    Slot,
+    address_key,
+)
+from peerlab.signaling.loop_errors import LoopErrorLog
+from peerlab.signaling.outbox import Outbox
+from peerlab.signaling.ratelimit import LogThrottle, TokenBucket
 
 log = logging.getLogger("signaling")
 
 CLOSE_AUTH_FAILED = 4001
 CLOSE_REPLACED = 4002
+CLOSE_REGISTER_TIMEOUT = 4003
 CLOSE_SLOW_CONSUMER = 4008
 RATE_LIMIT_ERROR_INTERVAL = 1.0  # seconds between two rate_limited errors to one client
+
+# HTTP answers to an upgrade refused by the connection caps.
+REFUSALS = {
+    SERVER_FULL: (HTTPStatus.SERVICE_UNAVAILABLE, "server full\n"),
+    ADDRESS_FULL: (HTTPStatus.TOO_MANY_REQUESTS, "too many connections from this address\n"),
+}
 
 
 def log_event(level: int, event: str, **fields: Any) -> None:
@@ -72,20 +92,29 @@ class ServerConfig:
     ice_servers: tuple[str, ...] = ()
     turn_secret: str | None = None
     turn_ttl: int = 3600
-    # Frames queued for a client that does not read before it is disconnected.
+    # Frames, and bytes, queued for a client that does not read before it is disconnected.
     outbox_size: int = 1024
-
-
-@dataclass(frozen=True)
-class _CloseRequest:
-    code: int
-    reason: str
+    outbox_bytes: int = 1024 * 1024
+    # The opening handshake, then the register frame, must each come within these (s).
+    handshake_timeout: float = 10.0
+    register_timeout: float = 10.0
+    # Open WebSocket connections, overall and per source address; TCP connections
+    # still in their opening handshake. Together they bound the file descriptors used.
+    max_connections: int = 512
+    max_connections_per_address: int = 64
+    max_handshakes: int = 128
+    # websockets' own buffers: received frames queued per connection (high-water
+    # mark), and bytes in a connection's write buffer before sending waits.
+    max_queue: int = 4
+    write_limit: int = 32 * 1024
+    # At most one log line per this many seconds for each kind of repeated error.
+    log_interval: float = 10.0
 
 
 class Session:
     """One client connection: its registration, rate limit and outbound queue."""
 
-    def __init__(self, websocket: ServerConnection, bucket: TokenBucket, outbox_size: int):
+    def __init__(self, websocket: ServerConnection, bucket: TokenBucket, outbox: Outbox):
         self.websocket = websocket
         self.bucket = bucket
         self.room: str | None = None
@@ -93,7 +122,9 @@ class Session:
         self.closing = False
         self.last_rate_error: float | None = None
         self.dropped = 0
-        self._outbox: asyncio.Queue[str | _CloseRequest] = asyncio.Queue(outbox_size)
+        self._outbox = outbox
+        self._close_request: tuple[int, str] | None = None
+        self._wakeup = asyncio.Event()
         self._writer = asyncio.create_task(self._write_loop())
         self._closer: asyncio.Task[None] | None = None
 
@@ -101,39 +132,81 @@ class Session:
         """Queue a frame; never blocks. A client too slow to drain its queue is dropped."""
         if self.closing:
             return
-        try:
-            self._outbox.put_nowait(encode(frame))
-        except asyncio.QueueFull:
-            log_event(logging.WARNING, "slow_consumer", room=self.room, peer=self.peer)
-            self._abort(CLOSE_SLOW_CONSUMER, "slow consumer")
+        if self._outbox.push(encode(frame)):
+            self._wakeup.set()
+            return
+        log_event(
+            logging.WARNING,
+            "slow_consumer",
+            room=self.room,
+            peer=self.peer,
+            frames=len(self._outbox),
+            bytes=self._outbox.bytes,
+        )
+        self.drop(CLOSE_SLOW_CONSUMER, "slow consumer")
 
     def close(self, code: int, reason: str) -> None:
         """Close the connection once the frames already queued have been sent."""
         if self.closing:
             return
         self.closing = True
-        try:
-            self._outbox.put_nowait(_CloseRequest(code, reason))
-        except asyncio.QueueFull:
-            self._abort(code, reason)
+        self._close_request = (code, reason)
+        self._wakeup.set()
+
+    def drop(self, code: int, reason: str) -> None:
+        """Close the connection now; the frames still queued are thrown away."""
+        self.closing = True
+        self.stop()
+        if self._closer is None:
+            self._closer = asyncio.create_task(self.websocket.close(code, reason))
 
     def stop(self) -> None:
-        """Stop the writer; called once the connection is over."""
+        """Stop the writer and free the queued frames; called once the connection is over."""
         self._writer.cancel()
-
-    def _abort(self, code: int, reason: str) -> None:
-        self.closing = True
-        self._writer.cancel()
-        self._closer = asyncio.create_task(self.websocket.close(code, reason))
+        self._outbox.clear()
 
     async def _write_loop(self) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                item = await self._outbox.get()
-                if isinstance(item, _CloseRequest):
-                    await self.websocket.close(item.code, item.reason)
+                text = self._outbox.pop()
+                if text is not None:
+                    await self.websocket.send(text)
+                elif self._close_request is not None:
+                    await self.websocket.close(*self._close_request)
                     return
-                await self.websocket.send(item)
+                else:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+
+
+class LimitedConnection(ServerConnection):
+    """A websockets connection that holds a :class:`Slot` from TCP accept to close.
+
+    ``accept`` gives the slot, or ``None`` when too many handshakes are pending:
+    the connection is then closed before anything is read, so that connections
+    which never send a request cannot hold more descriptors than the caps allow.
+    """
+
+    def __init__(self, *args: Any, accept: Callable[[str], Slot | None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._accept = accept
+        self.slot: Slot | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.slot = self._accept(address_key(_host(transport.get_extra_info("peername"))))
+        if self.slot is None:
+            transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.slot is not None:
+            self.slot.release()
+
+
+def _host(peername: Any) -> str:
+    """The source address of a connection (IPv4 or IPv6 tuple, or a Unix socket path)."""
+    return str(peername[0]) if isinstance(peername, tuple) else str(peername)
 
 
 class SignalingServer:
@@ -144,8 +217,8 @@ class SignalingServer:
         async with SignalingServer(ServerConfig(secret="s", host="127.0.0.1", port=0)) as server:
             url = server.url  # ws://127.0.0.1:<port>/
 
-    ``monotonic`` (rate limiting) and ``wall_clock`` (TURN credential expiry) can be
-    replaced in tests.
+    ``monotonic`` (rate limiting, log throttling) and ``wall_clock`` (TURN credential
+    expiry) can be replaced in tests.
     """
 
     def __init__(
@@ -160,6 +233,11 @@ class SignalingServer:
         self._wall_clock = wall_clock
         self._rooms: dict[str, dict[str, Session]] = {}
         self._server: Server | None = None
+        self._limits = ConnectionLimits(
+            config.max_connections, config.max_connections_per_address, config.max_handshakes
+        )
+        self._throttle = LogThrottle(config.log_interval)
+        self._loop_errors = LoopErrorLog(self._throttle, monotonic)
 
     # Lifecycle.
 
@@ -170,11 +248,16 @@ class SignalingServer:
             self._handle,
             config.host,
             config.port,
+            create_connection=functools.partial(LimitedConnection, accept=self._accept),
             process_request=self._process_request,
+            open_timeout=config.handshake_timeout,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_timeout,
             max_size=config.max_size,
+            max_queue=config.max_queue,
+            write_limit=config.write_limit,
         )
+        self._loop_errors.install(asyncio.get_running_loop())
         log_event(logging.INFO, "server_started", host=config.host, port=self.port)
 
     async def close(self) -> None:
@@ -183,6 +266,9 @@ class SignalingServer:
             return
         self._server.close()
         await self._server.wait_closed()
+        self._loop_errors.uninstall()
+        for kind, suppressed in self._throttle.drain().items():
+            log_event(logging.WARNING, "log_suppressed", kind=kind, suppressed=suppressed)
         log_event(logging.INFO, "server_stopped")
 
     async def wait_closed(self) -> None:
@@ -227,13 +313,48 @@ class SignalingServer:
             "status": "ok",
             "rooms": len(self._rooms),
             "peers": sum(len(members) for members in self._rooms.values()),
+            "connections": self._limits.open,
         }
 
-    # HTTP.
+    def _log_throttled(self, level: int, event: str, kind: str, **fields: Any) -> None:
+        """Log ``event`` unless one of the same ``kind`` was logged within ``log_interval``."""
+        suppressed = self._throttle.allow(kind, self._monotonic())
+        if suppressed is not None:
+            log_event(level, event, suppressed=suppressed, **fields)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path != "/healthz":
+    # HTTP and admission.
+
+    def _accept(self, address: str) -> Slot | None:
+        slot = self._limits.accept(address)
+        if slot is None:
+            self._log_throttled(
+                logging.WARNING,
+                "connection_refused",
+                "connection_refused:handshakes_full",
+                reason="handshakes_full",
+                remote=address,
+            )
+        return slot
+
+    def _process_request(self, connection: LimitedConnection, request: Request) -> Response | None:
+        if urlsplit(request.path).path == "/healthz":
+            # Answered whatever the caps: it is how an operator sees a full server.
+            return self._healthz(connection)
+        assert connection.slot is not None  # without a slot it was closed unread
+        refusal = connection.slot.admit()
+        if refusal is None:
             return None
+        self._log_throttled(
+            logging.WARNING,
+            "connection_refused",
+            f"connection_refused:{refusal}",
+            reason=refusal,
+            remote=connection.slot.address,
+        )
+        status, text = REFUSALS[refusal]
+        return connection.respond(status, text)
+
+    def _healthz(self, connection: ServerConnection) -> Response:
         response = connection.respond(HTTPStatus.OK, json.dumps(self.stats()) + "\n")
         del response.headers["Content-Type"]
         response.headers["Content-Type"] = "application/json"
@@ -244,7 +365,10 @@ class SignalingServer:
     async def _handle(self, websocket: ServerConnection) -> None:
         config = self.config
         bucket = TokenBucket(config.rate, config.burst, self._monotonic())
-        session = Session(websocket, bucket, config.outbox_size)
+        session = Session(websocket, bucket, Outbox(config.outbox_size, config.outbox_bytes))
+        deadline = asyncio.get_running_loop().call_later(
+            config.register_timeout, self._register_expired, session
+        )
         log_event(logging.DEBUG, "connected", remote=str(websocket.remote_address))
         try:
             async for message in websocket:
@@ -253,6 +377,7 @@ class SignalingServer:
         except ConnectionClosed:
             pass  # abnormal closure, e.g. 1009 for an oversized frame
         finally:
+            deadline.cancel()
             self._leave(session)
             session.stop()
             log_event(
@@ -293,6 +418,17 @@ class SignalingServer:
         except Exception:
             # A bug must cost one frame, not the connection or the server.
             log.exception("internal_error", extra={"fields": {"peer": session.peer}})
+
+    def _register_expired(self, session: Session) -> None:
+        if session.peer is not None or session.closing:
+            return
+        self._log_throttled(
+            logging.INFO,
+            "register_timeout",
+            "register_timeout",
+            remote=_host(session.websocket.remote_address),
+        )
+        session.drop(CLOSE_REGISTER_TIMEOUT, "register timeout")
 
     def _drop_rate_limited(self, session: Session, now: float) -> None:
         session.dropped += 1

@@ -350,3 +350,14 @@ def test_a_whole_last_record_without_its_newline_is_kept_and_not_reported(tmp_pa
     log.record("started")
     log.close()
     assert [json.loads(line)["seq"] for line in path.read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_the_log_is_handed_to_the_configured_owner(tmp_path):
+    # The lab's agents run as root; the harness reading their files may not.
+    if os.geteuid() != 0:
+        pytest.skip("only root can hand a file to another user")
+    path = tmp_path / "peer1.jsonl"
+    EventLog("peer1", path, owner=(4321, 8765)).close()
+    info = path.stat()
+    assert (info.st_uid, info.st_gid) == (4321, 8765)
+    assert stat.S_IMODE(info.st_mode) == 0o600

@@ -79,16 +79,10 @@ def test_relay_frames(obj):
 
 
 def test_relayed_frame_removes_to_and_sets_from():
-    relay = parse({**OFFER, "extra": [1, 2]})
+    relay = parse({**OFFER, "from": "alice"})
     assert isinstance(relay, Relay)
     out = relayed_frame(relay, "alice")
-    assert out == {
-        "type": "offer",
-        "sdp": "v=0\r\n",
-        "session": "s1",
-        "extra": [1, 2],
-        "from": "alice",
-    }
+    assert out == {"type": "offer", "sdp": "v=0\r\n", "session": "s1", "from": "alice"}
 
 
 def test_sdp_at_the_limit_is_accepted():
@@ -211,12 +205,138 @@ def test_error_frame_shape():
     }
 
 
-def test_encode_is_ascii_json_even_with_lone_surrogates():
-    relay = parse({**OFFER, "sdp": "\ud800é"})
+# What the server must not relay: not I-JSON, not Unicode text, unknown fields, to itself.
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"sdpMLineIndex":NaN}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":Infinity}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":-Infinity}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":1e400}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":-1e400}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":9007199254740992}}',
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":1' + "0" * 5000 + "}}",
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"x":-1' + "0" * 5000 + "}}",
+        '{"type":"ping","type":"ping"}',
+        '{"type":"bye","to":"bob","to":"carol"}',
+    ],
+)
+def test_not_i_json_is_bad_json(message):
+    error = rejected(message)
+    assert (error.code, error.ref) == ("bad_json", None)
+    # A clean message, not the interpreter's (int's 4300-digit limit is never reached).
+    assert "4300" not in error.message and len(error.message) < 200
+
+
+def test_numbers_within_i_json_are_accepted():
+    candidate = {"sdpMLineIndex": 2**53 - 1, "a": -(2**53 - 1), "b": -0.5, "c": 1e308}
+    relay = parse({**CANDIDATE, "candidate": candidate})
+    assert isinstance(relay, Relay)
+    assert json.loads(encode(relayed_frame(relay, "alice")))["candidate"] == candidate
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({**OFFER, "sdp": "v=0\ud800"}, "sdp"),
+        ({**ANSWER, "sdp": "\udfff"}, "sdp"),
+        ({**OFFER, "session": "s\udc00"}, "session"),
+        ({"type": "bye", "to": "bob", "reason": "\ud83d"}, "reason"),
+        ({**CANDIDATE, "candidate": {"candidate": "a\ud800"}}, "candidate"),
+        ({**CANDIDATE, "candidate": {"\ud800": "key"}}, "candidate"),
+        ({**CANDIDATE, "candidate": {"a": [{"b": ["\udbff"]}]}}, "candidate"),
+        ({"type": "register", "room": "r", "peer": "p", "token": "\ud800"}, "token"),
+    ],
+)
+def test_lone_surrogates_are_rejected(obj, field):
+    registered_as = None if obj["type"] == "register" else "alice"
+    error = rejected_obj(obj, registered_as)
+    assert (error.code, error.ref) == ("bad_field", obj["type"])
+    assert repr(field) in error.message
+
+
+def test_a_lone_surrogate_type_is_not_echoed_back():
+    error = rejected('{"type":"\\ud800"}')
+    assert (error.code, error.ref) == ("bad_field", None)
+
+
+def test_surrogate_pairs_are_text_and_relayed_as_ascii():
+    relay = parse_frame('{"type":"offer","to":"bob","sdp":"\\ud83d\\ude00 é","session":"s"}', "a")
     assert isinstance(relay, Relay)
     text = encode(relayed_frame(relay, "alice"))
     assert text.isascii()
-    assert json.loads(text)["sdp"] == "\ud800é"
+    assert json.loads(text)["sdp"] == "\U0001f600 é"
+
+
+@pytest.mark.parametrize(
+    ("obj", "field"),
+    [
+        ({"type": "register", "room": "r", "peer": "p", "token": TOKEN, "admin": True}, "admin"),
+        ({"type": "ping", "id": 1}, "id"),
+        ({**OFFER, "extra": [1, 2]}, "extra"),
+        ({**ANSWER, "candidate": None}, "candidate"),
+        ({**CANDIDATE, "sdp": "v=0"}, "sdp"),
+        ({**CANDIDATE, "reason": "x"}, "reason"),
+        ({"type": "bye", "to": "bob", "sdp": "v=0"}, "sdp"),
+        ({"type": "bye", "to": "bob", "To": "carol"}, "To"),
+    ],
+)
+def test_unknown_fields_are_rejected(obj, field):
+    registered_as = None if obj["type"] == "register" else "alice"
+    error = rejected_obj(obj, registered_as)
+    assert (error.code, error.ref) == ("unknown_field", obj["type"])
+    assert repr(field) in error.message
+
+
+def test_unknown_fields_come_after_registration_state_and_before_fields():
+    error = rejected_obj({"type": "offer", "extra": 1}, registered_as=None)
+    assert error.code == "not_registered"
+    error = rejected_obj({"type": "offer", "extra": 1})  # "to", "sdp"... missing too
+    assert error.code == "unknown_field"
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {**OFFER, "to": "alice"},
+        {**ANSWER, "to": "alice"},
+        {**CANDIDATE, "to": "alice"},
+        {"type": "bye", "to": "alice"},
+    ],
+)
+def test_relay_to_oneself_is_rejected(obj):
+    error = rejected_obj(obj, registered_as="alice")
+    assert (error.code, error.ref) == ("bad_field", obj["type"])
+    assert "'to'" in error.message
+
+
+def test_candidate_nesting_is_bounded():
+    deep: Any = "x"
+    for _ in range(frames.MAX_CANDIDATE_DEPTH - 1):
+        deep = [deep]
+    assert parse({**CANDIDATE, "candidate": {"a": deep}})  # exactly the limit
+    error = rejected_obj({**CANDIDATE, "candidate": {"a": [deep]}})
+    assert (error.code, error.ref) == ("bad_field", "candidate")
+    # Nested about as deep as the JSON decoder allows: rejected, never a RecursionError.
+    nested = "[" * 900 + "]" * 900
+    error = rejected(
+        '{"type":"candidate","to":"bob","session":"s","candidate":{"a":' + nested + "}}"
+    )
+    assert error.code in ("bad_field", "bad_json")
+
+
+def test_every_error_code_is_in_the_doc_table():
+    codes = {
+        value
+        for name, value in vars(frames).items()
+        if name.isupper() and isinstance(value, str) and value.islower() and "_" in value
+    }
+    assert "unknown_field" in codes and "bad_json" in codes
+    text = DOC.read_text()
+    for code in codes:
+        assert f"| `{code}` |" in text, code
 
 
 # docs/signaling-protocol.md must not drift from the code.
@@ -236,6 +356,8 @@ def test_doc_client_frame_examples_are_accepted():
     assert {frame["type"] for frame in examples} == set(frames.CLIENT_TYPES)
     for example in examples:
         registered_as = None if example["type"] == "register" else "alice"
+        if example.get("to") == "alice":
+            registered_as = "bob"  # the sender is never the target
         frame = parse_frame(json.dumps(example), registered_as)
         if isinstance(frame, Register):
             assert verify_token("peerlab-secret", frame.room, frame.peer, frame.token)

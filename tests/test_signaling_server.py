@@ -228,7 +228,7 @@ async def test_rooms_are_isolated(server):
     assert await recv(alice) == {"type": "bye", "from": "bob"}
     await expect_quiet(other_alice)
     await expect_quiet(alice)
-    assert server.stats() == {"status": "ok", "rooms": 2, "peers": 4}
+    assert server.stats() == {"status": "ok", "rooms": 2, "peers": 4, "connections": 4}
 
 
 @pytest.mark.parametrize(
@@ -249,6 +249,25 @@ async def test_rooms_are_isolated(server):
             "too_big",
             "offer",
         ),
+        # Not relayed since the attacker-style review: not JSON, not text, not ours.
+        ('{"type":"candidate","to":"bob","candidate":{"x":NaN},"session":"s"}', "bad_json", None),
+        (
+            '{"type":"candidate","to":"bob","candidate":{"x":-Infinity},"session":"s"}',
+            "bad_json",
+            None,
+        ),
+        ('{"type":"candidate","to":"bob","candidate":{"x":1e999},"session":"s"}', "bad_json", None),
+        (
+            '{"type":"candidate","to":"bob","candidate":{"x":' + "9" * 5000 + '},"session":"s"}',
+            "bad_json",
+            None,
+        ),
+        ('{"type":"offer","to":"bob","sdp":"v=0\\ud800","session":"s"}', "bad_field", "offer"),
+        ('{"type":"bye","to":"bob","reason":"\\udc00"}', "bad_field", "bye"),
+        ('{"type":"offer","to":"bob","sdp":"v=0","session":"s","x":1}', "unknown_field", "offer"),
+        ('{"type":"offer","to":"alice","sdp":"v=0","session":"s"}', "bad_field", "offer"),
+        ('{"type":"answer","to":"alice","sdp":"v=0","session":"s"}', "bad_field", "answer"),
+        ('{"type":"bye","to":"alice"}', "bad_field", "bye"),
     ],
 )
 async def test_bad_input_gets_its_error_and_the_connection_keeps_working(
@@ -281,56 +300,80 @@ async def test_oversized_frame_closes_1009_and_others_keep_working(server):
 FLOOD_FRAMES = 5000
 
 
+def _register_sync(ws: Any, peer: str) -> None:
+    token = make_token(SECRET, "lab", peer)
+    ws.send(json.dumps({"type": "register", "room": "lab", "peer": peer, "token": token}))
+    assert json.loads(ws.recv(TIMEOUT))["type"] == "registered"
+
+
+def _read_until(ws: Any, is_marker: Any, resend: Any) -> list[dict[str, Any]]:
+    """The frames ``ws`` receives before the marker; ``resend`` it when it seems dropped."""
+    frames = []
+    deadline = time.monotonic() + TIMEOUT
+    resend()
+    while time.monotonic() < deadline:
+        try:
+            frame = json.loads(ws.recv(0.2))
+        except TimeoutError:  # the marker itself was rate limited: resend
+            resend()
+            continue
+        if is_marker(frame):
+            return frames
+        frames.append(frame)
+    raise AssertionError("the marker never came back")
+
+
 def _flood(
     url: str, flooded: threading.Event, leave: threading.Event, report: dict[str, Any]
 ) -> None:
-    """Send FLOOD_FRAMES bye frames to ourselves as fast as possible, in a thread of our own.
+    """Send FLOOD_FRAMES bye frames to a sink as fast as possible, in a thread of our own.
 
-    Each accepted frame comes back relayed with its sequence number, so the
-    frames that passed the rate limit are counted exactly.
+    The sink (a second connection) receives each accepted frame with its sequence
+    number, so the frames that passed the rate limit are counted exactly.
     """
     started = time.monotonic()  # before the server creates our token bucket
-    with sync_connect(url, max_size=None) as ws:
-        token = make_token(SECRET, "lab", "flooder")
-        ws.send(json.dumps({"type": "register", "room": "lab", "peer": "flooder", "token": token}))
-        assert json.loads(ws.recv(TIMEOUT))["type"] == "registered"
+    with sync_connect(url, max_size=None) as sink, sync_connect(url, max_size=None) as ws:
+        _register_sync(sink, "sink")
+        _register_sync(ws, "flooder")
+        sink.recv(TIMEOUT)  # presence: flooder joined
         sent = 0
         while sent < FLOOD_FRAMES:
-            ws.send(json.dumps({"type": "bye", "to": "flooder", "reason": str(sent)}))
+            ws.send(json.dumps({"type": "bye", "to": "sink", "reason": str(sent)}))
             sent += 1
-        # Drain until our end marker comes back: then every earlier reply is in.
-        relayed = errors = 0
-        deadline = time.monotonic() + TIMEOUT
-        ws.send(json.dumps({"type": "bye", "to": "flooder", "reason": "end"}))
-        while time.monotonic() < deadline:
-            try:
-                frame = json.loads(ws.recv(0.2))
-            except TimeoutError:  # the marker itself was rate limited: resend
-                ws.send(json.dumps({"type": "bye", "to": "flooder", "reason": "end"}))
-                continue
-            if frame.get("reason") == "end":
-                break
-            if frame["type"] == "bye":
-                relayed += 1
-            elif frame["type"] == "error":
-                assert frame["code"] == "rate_limited", frame
-                errors += 1
-        else:
-            raise AssertionError("end marker never came back")
-        report.update(sent=sent, relayed=relayed, errors=errors)
+        # Drain the sink until our end marker comes: then every earlier relay is in.
+        relayed = _read_until(
+            sink,
+            lambda frame: frame.get("reason") == "end",
+            lambda: ws.send(json.dumps({"type": "bye", "to": "sink", "reason": "end"})),
+        )
+        assert {frame["type"] for frame in relayed} == {"bye"}
+        # And the flooder's own connection until a pong: its errors come before.
+        errors = _read_until(
+            ws, lambda frame: frame == {"type": "pong"}, lambda: ws.send('{"type":"ping"}')
+        )
+        assert {frame["code"] for frame in errors} == {"rate_limited"}, errors
+        report.update(sent=sent, relayed=len(relayed), errors=len(errors))
         report["elapsed"] = time.monotonic() - started
         flooded.set()
         # Stay registered until the others are done: our `left` must not cut into them.
         leave.wait(TIMEOUT)
 
 
-async def test_a_flooding_client_is_rate_limited_while_others_are_served(server):
+async def test_a_flooding_client_is_rate_limited_while_others_are_served():
+    # The sink reads only once the flood is over: room for every frame it may get.
+    config = ServerConfig(secret=SECRET, host="127.0.0.1", port=0, outbox_size=FLOOD_FRAMES)
+    async with SignalingServer(config) as server:
+        await _flood_while_others_talk(server)
+
+
+async def _flood_while_others_talk(server: SignalingServer) -> None:
     alice, bob = await pair(server)
     flooded, leave = threading.Event(), threading.Event()
     report: dict[str, Any] = {}
     flooder = asyncio.create_task(asyncio.to_thread(_flood, server.url, flooded, leave, report))
     for peer in (alice, bob):
-        assert await recv(peer) == {"type": "presence", "event": "joined", "peer": "flooder"}
+        for newcomer in ("sink", "flooder"):
+            assert await recv(peer) == {"type": "presence", "event": "joined", "peer": newcomer}
     round_trips = []
     i = 0
     # Keep the other two talking for as long as the flood lasts (and at least 100 times):
@@ -358,7 +401,9 @@ async def test_a_flooding_client_is_rate_limited_while_others_are_served(server)
     assert median < 0.1, f"offer/answer round trip median {median:.3f}s under flood"
     assert worst < 2.0, f"offer/answer round trip took {worst:.3f}s under flood"
     for peer in (alice, bob):  # the flooder was never disconnected, it left by itself
-        assert await recv(peer) == {"type": "presence", "event": "left", "peer": "flooder"}
+        left = [await recv(peer), await recv(peer)]
+        assert sorted(frame["peer"] for frame in left) == ["flooder", "sink"], left
+        assert {frame["event"] for frame in left} == {"left"}
         await expect_quiet(peer)
 
 
@@ -406,7 +451,7 @@ async def test_healthz(server):
     base = f"http://127.0.0.1:{server.port}"
     status, content_type, body = await asyncio.to_thread(_http_get, base + "/healthz")
     assert (status, content_type) == (200, "application/json")
-    assert json.loads(body) == {"status": "ok", "rooms": 1, "peers": 2}
+    assert json.loads(body) == {"status": "ok", "rooms": 1, "peers": 2, "connections": 2}
     status, _, _ = await asyncio.to_thread(_http_get, base + "/healthz?verbose=1")
     assert status == 200
     # Other paths without an upgrade are ordinary websockets handling: 426.

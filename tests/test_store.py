@@ -151,3 +151,15 @@ def test_sync_setting():
     for bad in ("0", "-5", "never", "100000"):
         with pytest.raises(ValueError, match="store sync"):
             parse_sync(bad)
+
+
+def test_a_new_store_is_handed_to_the_configured_owner(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("only root can hand a file to another user")
+    store = Store.open(tmp_path / "agent.db", owner=(4321, 8765))
+    store.accept("bob", text(0))
+    # While it is open: SQLite removes the WAL files when the last connection closes.
+    for name in ("agent.db", "agent.db-wal", "agent.db-shm"):
+        info = (tmp_path / name).stat()
+        assert (info.st_uid, info.st_gid) == (4321, 8765), name
+    store.close()
