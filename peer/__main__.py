@@ -1,7 +1,9 @@
 """`python -m peerlab.peer`: run one PeerLab agent until SIGTERM/SIGINT or POST /shutdown.
 
 Every flag has an environment variable (shown in --help), so a container is configured
-by its environment alone.
+by its environment alone; a bad value in either is a usage error (exit status 2) naming
+the flag and, when the value came from there, the variable. Once the control API listens,
+the agent writes one JSON line on stdout saying where (`announce`), and nothing else there.
 """
 
 from __future__ import annotations
@@ -9,10 +11,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
+import math
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from peerlab.peer.agent import Agent, AgentConfig
 from peerlab.peer.control import ControlServer
@@ -23,9 +29,92 @@ from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES
 from peerlab.peer.store import StoreError, parse_sync
 from peerlab.signaling.auth import make_token
 
+T = TypeVar("T")
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(name, default)
+# Read as the router reads its booleans (docs/router.md).
+_FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+
+
+def _env_option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    variable: str,
+    default: str | None = None,
+    convert: Callable[[str], Any] | None = None,
+    *,
+    help: str,
+    **kwargs: Any,
+) -> None:
+    """Add `flag`, whose default is the environment variable `variable`, else `default`.
+
+    An empty variable counts as unset (compose writes `${X:-}` for "not set"). The default
+    stays a string: argparse converts it with `convert`, as it does a value given on the
+    command line, so a bad one is the same usage error (exit status 2), naming the variable.
+    """
+    if convert is not None:
+        kwargs["type"] = _naming(variable, convert)
+    parser.add_argument(
+        flag, default=os.environ.get(variable) or default, help=f"{help} [{variable}]", **kwargs
+    )
+
+
+def _naming(variable: str, convert: Callable[[str], T]) -> Callable[[str], T]:
+    """`convert`, whose error names `variable` when the bad value is the variable's."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as exc:
+            if text == os.environ.get(variable):
+                raise argparse.ArgumentTypeError(f"{variable}={text!r}: {exc}") from None
+            raise
+
+    return parse
+
+
+def _number(kind: Callable[[str], T], text: str) -> T:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+
+
+def _port(text: str) -> int:
+    port = _number(int, text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, not {port}")
+    return port
+
+
+def _count(text: str) -> int:
+    value = _number(int, text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = _number(float, text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, not {text!r}")
+    return value
+
+
+def _window(text: str) -> float:
+    """Seconds, 0 included (no throttling)."""
+    value = _number(float, text)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
+    return value
+
+
+def _flag(text: str) -> bool:
+    try:
+        return _FLAGS[text.lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(_FLAGS)}, not {text!r}"
+        ) from None
 
 
 def _owner(text: str) -> tuple[int, int]:
@@ -42,138 +131,139 @@ def _store_sync(text: str) -> float | None:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    # Defaults are the environment's strings: argparse converts them with each option's
-    # `type`, so a bad value in the environment gets the same clear error as on the CLI.
     p = argparse.ArgumentParser(
         prog="python -m peerlab.peer",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--id", default=_env("PEER_ID"), help="peer id [PEER_ID]")
-    p.add_argument("--room", default=_env("PEER_ROOM", "lab"), help="room [PEER_ROOM]")
-    p.add_argument(
-        "--signaling",
-        default=_env("SIGNALING_URL", "ws://127.0.0.1:8765"),
-        help="signaling server URL [SIGNALING_URL]",
+    _env_option(p, "--id", "PEER_ID", help="peer id")
+    _env_option(p, "--room", "PEER_ROOM", "lab", help="room")
+    _env_option(
+        p, "--signaling", "SIGNALING_URL", "ws://127.0.0.1:8765", help="signaling server URL"
     )
-    p.add_argument(
-        "--secret",
-        default=_env("PEERLAB_SECRET"),
-        help="shared secret the token is derived from [PEERLAB_SECRET]",
+    _env_option(p, "--secret", "PEERLAB_SECRET", help="shared secret the token is derived from")
+    _env_option(p, "--token", "PEER_TOKEN", help="registration token, instead of --secret")
+    _env_option(p, "--control-host", "CONTROL_HOST", "127.0.0.1", help="control API address")
+    _env_option(
+        p, "--control-port", "CONTROL_PORT", "8080", _port, help="control API port, 0 for any"
     )
-    p.add_argument(
-        "--token",
-        default=_env("PEER_TOKEN"),
-        help="registration token, instead of --secret [PEER_TOKEN]",
-    )
-    p.add_argument(
-        "--control-host",
-        default=_env("CONTROL_HOST", "127.0.0.1"),
-        help="control API address [CONTROL_HOST]",
-    )
-    p.add_argument(
-        "--control-port",
-        type=int,
-        default=_env("CONTROL_PORT", "8080"),
-        help="control API port, 0 for any [CONTROL_PORT]",
-    )
-    p.add_argument(
+    _env_option(
+        p,
         "--event-log",
-        default=_env("EVENT_LOG"),
+        "EVENT_LOG",
         help="append events as JSONL to this file ({peer} is replaced by the peer id); "
-        "an existing log is resumed after a restart [EVENT_LOG]",
+        "an existing log is resumed after a restart",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--store",
-        default=_env("STORE"),
+        "STORE",
         help="durable store of unacked messages and delivery state, a SQLite file ({peer} "
-        "is replaced by the peer id; docs/store.md); without it, all in memory [STORE]",
+        "is replaced by the peer id; docs/store.md); without it, all in memory",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--file-owner",
-        type=_owner,
-        default=_env("PEERLAB_FILE_OWNER") or None,
+        "PEERLAB_FILE_OWNER",
+        None,
+        _owner,
         metavar="UID:GID",
         help="hand the event log and the store (both readable by their owner only) to this "
-        "user, e.g. the host user reading a container's files [PEERLAB_FILE_OWNER]",
+        "user, e.g. the host user reading a container's files",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--store-sync",
-        type=_store_sync,
-        default=_env("STORE_SYNC", "always"),
-        help="'always': commit each accepted message and delivery; N: at most every N ms "
-        "[STORE_SYNC]",
+        "STORE_SYNC",
+        "always",
+        _store_sync,
+        help="'always': commit each accepted message and delivery; N: at most every N ms",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--relay-only",
-        action="store_true",
-        default=_env("RELAY_ONLY", "0") == "1",
-        help="use only TURN relay candidates [RELAY_ONLY=1]",
+        "RELAY_ONLY",
+        "0",
+        _flag,
+        nargs="?",
+        const=True,
+        metavar="1|0",
+        help="use only TURN relay candidates (the flag alone: 1)",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--retransmit-after",
-        type=float,
-        default=_env("RETRANSMIT_AFTER", "1.0"),
-        help="seconds before an unacked message is resent [RETRANSMIT_AFTER]",
+        "RETRANSMIT_AFTER",
+        "1.0",
+        _seconds,
+        help="seconds before an unacked message is resent",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--outbox-max-messages",
-        type=_positive_int,
-        default=_env("OUTBOX_MAX_MESSAGES", str(MAX_UNACKED_MESSAGES)),
-        help="most unacked messages held per peer; a send beyond is refused [OUTBOX_MAX_MESSAGES]",
+        "OUTBOX_MAX_MESSAGES",
+        str(MAX_UNACKED_MESSAGES),
+        _count,
+        help="most unacked messages held per peer; a send beyond is refused",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--outbox-max-bytes",
-        type=_positive_int,
-        default=_env("OUTBOX_MAX_BYTES", str(MAX_UNACKED_BYTES)),
-        help="most bytes of unacked frames held per peer; a send beyond is refused "
-        "[OUTBOX_MAX_BYTES]",
+        "OUTBOX_MAX_BYTES",
+        str(MAX_UNACKED_BYTES),
+        _count,
+        help="most bytes of unacked frames held per peer; a send beyond is refused",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--typing-window",
-        type=float,
-        default=_env("TYPING_WINDOW", "3.0"),
-        help="at most one typing indicator per conversation per this many seconds [TYPING_WINDOW]",
+        "TYPING_WINDOW",
+        "3.0",
+        _window,
+        help="at most one typing indicator per conversation per this many seconds (0: any)",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--heartbeat-interval",
-        type=float,
-        default=_env("HEARTBEAT_INTERVAL", "0.5"),
-        help="heartbeat when idle this long [HEARTBEAT_INTERVAL]",
+        "HEARTBEAT_INTERVAL",
+        "0.5",
+        _seconds,
+        help="heartbeat when idle this long",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--heartbeat-timeout",
-        type=float,
-        default=_env("HEARTBEAT_TIMEOUT", "2.5"),
+        "HEARTBEAT_TIMEOUT",
+        "2.5",
+        _seconds,
         help="report a link disconnected after this long without a frame; "
-        "detection takes at most timeout + interval [HEARTBEAT_TIMEOUT]",
+        "detection takes at most timeout + interval",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--failed-after",
-        type=float,
-        default=_env("FAILED_AFTER", "5.0"),
-        help="rebuild a disconnected link after this long [FAILED_AFTER]",
+        "FAILED_AFTER",
+        "5.0",
+        _seconds,
+        help="rebuild a disconnected link after this long",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--signaling-ping",
-        type=float,
-        default=_env("SIGNALING_PING", "20"),
+        "SIGNALING_PING",
+        "20",
+        _seconds,
         help="signaling keepalive ping interval and timeout (s): a connection that died "
-        "silently is noticed within twice this [SIGNALING_PING]",
+        "silently is noticed within twice this",
     )
-    p.add_argument(
+    _env_option(
+        p,
         "--connect-timeout",
-        type=float,
-        default=_env("CONNECT_TIMEOUT", "15.0"),
-        help="longest one connection attempt may take [CONNECT_TIMEOUT]",
+        "CONNECT_TIMEOUT",
+        "15.0",
+        _seconds,
+        help="longest one connection attempt may take",
     )
     args = p.parse_args(argv)
     if not args.id:
@@ -217,11 +307,7 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
     await control.start()
-    print(
-        f"peer {args.id}: control API on http://{args.control_host}:{control.port}",
-        file=sys.stderr,
-        flush=True,
-    )
+    announce(args.id, args.control_host, control.port)
     try:
         await agent.start()
         await agent.stopped.wait()
@@ -229,6 +315,16 @@ async def run(args: argparse.Namespace) -> None:
         await agent.stop()
         with contextlib.suppress(Exception):
             await control.close()
+
+
+def announce(peer_id: str, host: str, port: int) -> None:
+    """Say where the control API listens: one JSON line on stdout, for programs (the only
+    thing the agent ever writes there: with --control-port 0 it is how they learn the
+    port), and one line on stderr for people."""
+    url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+    line = json.dumps({"peer": peer_id, "control_port": port, "control_url": url})
+    print(line, flush=True)
+    print(f"peer {peer_id}: control API on {url}", file=sys.stderr, flush=True)
 
 
 def main() -> None:

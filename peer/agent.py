@@ -140,6 +140,12 @@ class Agent:
         except SignalingUnavailable as exc:
             # Not fatal: the client keeps retrying in the background; /healthz tells.
             self.events.record("error", error=str(exc))
+        except asyncio.CancelledError:
+            # stop() (SIGTERM, POST /shutdown) closed the signaling client while it was
+            # still trying to register, and the client's own cancellation surfaces here:
+            # starting is over, not failed. Only a cancellation of this task goes on.
+            if asyncio.current_task().cancelling():
+                raise
 
     async def stop(self) -> None:
         if self.stopped.is_set():

@@ -31,7 +31,8 @@ UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
 
 
 class ConnectionSetupError(RuntimeError):
-    """ICE gathering, negotiation or channel opening did not finish in time."""
+    """The remote's offer or answer is invalid, or ICE gathering, negotiation or channel
+    opening did not finish in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,12 +103,18 @@ class PeerConnection:
 
     async def create_answer_and_wait(self, offer_sdp: str) -> str:
         """Apply a remote offer; return the answer's SDP once gathering completed."""
-        await self.pc.setRemoteDescription(RTCSessionDescription(offer_sdp, "offer"))
+        await self._set_remote(offer_sdp, "offer")
+        if self.pc.sctp is None:
+            # aiortc takes an offer without media sections, and its answer would then wait
+            # for a gathering that never starts: refuse it now, for what it is.
+            raise ConnectionSetupError(
+                "invalid remote description (offer SDP): no data channel (m=application)"
+            )
         await self._set_local_and_gather(await self.pc.createAnswer())
         return self.pc.localDescription.sdp
 
     async def accept_answer(self, answer_sdp: str) -> None:
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer_sdp, "answer"))
+        await self._set_remote(answer_sdp, "answer")
 
     async def wait_channel_open(self, timeout: float) -> RTCDataChannel:
         try:
@@ -141,6 +148,14 @@ class PeerConnection:
             self._channel_open.cancel()
         with contextlib.suppress(Exception):
             await self.pc.close()
+
+    async def _set_remote(self, sdp: str, kind: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp, kind))
+        except Exception as exc:
+            # aiortc's SDP parser fails on malformed text with whatever it hits first
+            # (ValueError, KeyError, AttributeError, AssertionError...).
+            raise ConnectionSetupError(f"invalid remote description ({kind} SDP): {exc!r}") from exc
 
     def _on_gathering_state(self) -> None:
         if self.pc.iceGatheringState == "complete":

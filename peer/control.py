@@ -10,6 +10,7 @@ time) or 507 (the peer's outbox is full).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -206,9 +207,14 @@ class ControlServer:
         since, match = self._query(request)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
-        async for event in self.agent.events.follow(since):
-            if matches(event, match):
-                await response.write((json.dumps(event, ensure_ascii=False) + "\n").encode())
+        # The stream never ends on its own: the client closing it is its normal end, which
+        # aiohttp reports (on the next write) as a reset connection.
+        with contextlib.suppress(ConnectionResetError):
+            async with contextlib.aclosing(self.agent.events.follow(since)) as events:
+                async for event in events:
+                    if matches(event, match):
+                        line = json.dumps(event, ensure_ascii=False) + "\n"
+                        await response.write(line.encode())
         return response
 
     async def wait(self, request: web.Request) -> web.Response:

@@ -391,13 +391,16 @@ class Lab:
             self.progress(f"could not collect all evidence: {exc}")
         finally:
             try:
-                await self.host_conntrack.remove()
+                try:
+                    await self.host_conntrack.remove()
+                finally:
+                    await self.stack.down()
+                leftovers = await asyncio.to_thread(self.containers.leftovers)
             finally:
-                await self.stack.down()
-            leftovers = await asyncio.to_thread(self.containers.leftovers)
-            self.containers.close()
-            if self._session is not None:
-                await self._session.close()
+                # Also when `down` failed: an open HTTP session would be reported at exit.
+                self.containers.close()
+                if self._session is not None:
+                    await self._session.close()
             if leftovers:
                 raise AssertionError(f"teardown left behind: {', '.join(leftovers)}")
             self.progress("stack removed")

@@ -1,8 +1,9 @@
 """Command line entry point: ``python -m peerlab.signaling``.
 
-Every option can also come from the environment (see ``--help``). Logs are JSON
-objects, one per line, on stderr. SIGTERM and SIGINT close every connection with
-1001 (going away) and exit 0.
+Most options can also come from the environment (see ``--help``); a bad value in either
+is a usage error (exit status 2) naming the option and, when the value came from there,
+the variable. Logs are JSON objects, one per line, on stderr. SIGTERM and SIGINT close
+every connection with 1001 (going away) and exit 0.
 """
 
 from __future__ import annotations
@@ -11,15 +12,18 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import os
 import resource
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from peerlab.signaling.server import ServerConfig, SignalingServer, log_event
+
+T = TypeVar("T")
 
 # Descriptors the process needs besides its connections: the listening sockets,
 # the event loop's, stdio, the resolver's.
@@ -31,7 +35,7 @@ class LimitOption(NamedTuple):
 
     option: str
     variable: str
-    type: type
+    type: type[int] | type[float]
     field: str  # of ServerConfig, which gives the default
     help: str
 
@@ -123,29 +127,90 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
+def _env_option(
+    parser: argparse.ArgumentParser,
+    option: str,
+    variable: str,
+    default: str | None = None,
+    convert: Callable[[str], Any] | None = None,
+    *,
+    help: str,
+    **kwargs: Any,
+) -> None:
+    """Add `option`, whose default is the environment variable `variable`, else `default`.
+
+    An empty variable counts as unset (compose writes `${X:-}` for "not set"). The default
+    stays a string: argparse converts it with `convert`, as it does a value given on the
+    command line, so a bad one is the same usage error (exit status 2), naming the variable.
+    """
+    if convert is not None:
+        kwargs["type"] = _naming(variable, convert)
+    where = f"env {variable}" if default is None else f"env {variable}; default %(default)s"
+    parser.add_argument(
+        option, default=os.environ.get(variable) or default, help=f"{help} ({where})", **kwargs
+    )
+
+
+def _naming(variable: str, convert: Callable[[str], T]) -> Callable[[str], T]:
+    """`convert`, whose error names `variable` when the bad value is the variable's."""
+
+    def parse(text: str) -> T:
+        try:
+            return convert(text)
+        except argparse.ArgumentTypeError as exc:
+            if text == os.environ.get(variable):
+                raise argparse.ArgumentTypeError(f"{variable}={text!r}: {exc}") from None
+            raise
+
+    return parse
+
+
+def _number(kind: Callable[[str], T], text: str) -> T:
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+
+
+def _port(text: str) -> int:
+    port = _number(int, text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 0..65535, not {port}")
+    return port
+
+
+def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
+    """An option type: a finite `kind` (int or float) above 0."""
+
+    def parse(text: str) -> T:
+        value = _number(kind, text)
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be > 0, not {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
     parser = argparse.ArgumentParser(
         prog="python -m peerlab.signaling", description="PeerLab WebSocket signaling server."
     )
-    parser.add_argument(
-        "--host", default=env("SIGNALING_HOST", "0.0.0.0"), help="env SIGNALING_HOST"
-    )
-    parser.add_argument(
-        "--port", type=int, default=int(env("SIGNALING_PORT", "8765")), help="env SIGNALING_PORT"
-    )
-    parser.add_argument(
-        "--secret",
-        default=env("PEERLAB_SECRET"),
-        help="shared secret for registration tokens (env PEERLAB_SECRET; required)",
+    _env_option(parser, "--host", "SIGNALING_HOST", "0.0.0.0", help="address to listen on")
+    _env_option(parser, "--port", "SIGNALING_PORT", "8765", _port, help="port, 0 for any")
+    _env_option(
+        parser, "--secret", "PEERLAB_SECRET", help="shared secret for registration tokens; required"
     )
     parser.add_argument("--ping-interval", type=float, default=20.0, help="seconds")
     parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
     parser.add_argument(
         "--max-size", type=int, default=256 * 1024, help="largest accepted frame, bytes"
     )
-    parser.add_argument("--rate", type=float, default=100.0, help="frames/s per connection")
-    parser.add_argument("--burst", type=int, default=200, help="frames per connection burst")
+    parser.add_argument(
+        "--rate", type=_positive(float), default=100.0, help="frames/s per connection"
+    )
+    parser.add_argument(
+        "--burst", type=_positive(int), default=200, help="frames per connection burst"
+    )
     parser.add_argument(
         "--ice-server",
         dest="ice_servers",
@@ -154,21 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="STUN/TURN URL given to peers; repeatable "
         "(env SIGNALING_ICE_SERVERS, comma-separated)",
     )
-    parser.add_argument(
+    _env_option(
+        parser,
         "--turn-secret",
-        default=env("TURN_SECRET"),
-        help="coturn static-auth-secret for TURN REST credentials (env TURN_SECRET)",
+        "TURN_SECRET",
+        help="coturn static-auth-secret for TURN REST credentials",
     )
     parser.add_argument("--turn-ttl", type=int, default=3600, help="TURN credential lifetime, s")
     defaults = ServerConfig(secret="")
     for limit in LIMIT_OPTIONS:
-        # A string default goes through ``type`` too: a bad variable is a clean usage error.
-        parser.add_argument(
+        _env_option(
+            parser,
             limit.option,
+            limit.variable,
+            str(getattr(defaults, limit.field)),
+            _positive(limit.type),
             dest=limit.field,
-            type=limit.type,
-            default=env(limit.variable, str(getattr(defaults, limit.field))),
-            help=f"{limit.help} (env {limit.variable}; default %(default)s)",
+            help=limit.help,
         )
     parser.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
@@ -182,11 +249,6 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[ServerConfig, str]:
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("a secret is required: pass --secret or set PEERLAB_SECRET")
-    if args.rate <= 0 or args.burst < 1:
-        parser.error("--rate must be > 0 and --burst >= 1")
-    for limit in LIMIT_OPTIONS:
-        if getattr(args, limit.field) <= 0:
-            parser.error(f"{limit.option} must be > 0")
     ice_servers = args.ice_servers if args.ice_servers else _env_list("SIGNALING_ICE_SERVERS")
     config = ServerConfig(
         secret=args.secret,
