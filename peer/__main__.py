@@ -13,12 +13,10 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from peerlab.peer.agent import Agent, AgentConfig
 from peerlab.peer.control import ControlServer
@@ -26,8 +24,10 @@ from peerlab.peer.events import EventLogError
 from peerlab.peer.manager import ManagerConfig
 from peerlab.peer.message_channel import ChannelConfig
 from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES
+from peerlab.peer.signaling_client import SignalingRejected
 from peerlab.peer.store import StoreError, parse_sync
 from peerlab.signaling.auth import make_token
+from peerlab.signaling.env_options import env_option, number, port
 
 T = TypeVar("T")
 
@@ -35,66 +35,15 @@ T = TypeVar("T")
 _FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
 
 
-def _env_option(
-    parser: argparse.ArgumentParser,
-    flag: str,
-    variable: str,
-    default: str | None = None,
-    convert: Callable[[str], Any] | None = None,
-    *,
-    help: str,
-    **kwargs: Any,
-) -> None:
-    """Add `flag`, whose default is the environment variable `variable`, else `default`.
-
-    An empty variable counts as unset (compose writes `${X:-}` for "not set"). The default
-    stays a string: argparse converts it with `convert`, as it does a value given on the
-    command line, so a bad one is the same usage error (exit status 2), naming the variable.
-    """
-    if convert is not None:
-        kwargs["type"] = _naming(variable, convert)
-    parser.add_argument(
-        flag, default=os.environ.get(variable) or default, help=f"{help} [{variable}]", **kwargs
-    )
-
-
-def _naming(variable: str, convert: Callable[[str], T]) -> Callable[[str], T]:
-    """`convert`, whose error names `variable` when the bad value is the variable's."""
-
-    def parse(text: str) -> T:
-        try:
-            return convert(text)
-        except argparse.ArgumentTypeError as exc:
-            if text == os.environ.get(variable):
-                raise argparse.ArgumentTypeError(f"{variable}={text!r}: {exc}") from None
-            raise
-
-    return parse
-
-
-def _number(kind: Callable[[str], T], text: str) -> T:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
-
-
-def _port(text: str) -> int:
-    port = _number(int, text)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, not {port}")
-    return port
-
-
 def _count(text: str) -> int:
-    value = _number(int, text)
+    value = number(int, text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
 
 
 def _seconds(text: str) -> float:
-    value = _number(float, text)
+    value = number(float, text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"expected seconds > 0, not {text!r}")
     return value
@@ -102,7 +51,7 @@ def _seconds(text: str) -> float:
 
 def _window(text: str) -> float:
     """Seconds, 0 included (no throttling)."""
-    value = _number(float, text)
+    value = number(float, text)
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
     return value
@@ -137,32 +86,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _env_option(p, "--id", "PEER_ID", help="peer id")
-    _env_option(p, "--room", "PEER_ROOM", "lab", help="room")
-    _env_option(
+    env_option(p, "--id", "PEER_ID", help="peer id")
+    env_option(p, "--room", "PEER_ROOM", "lab", help="room")
+    env_option(
         p, "--signaling", "SIGNALING_URL", "ws://127.0.0.1:8765", help="signaling server URL"
     )
-    _env_option(p, "--secret", "PEERLAB_SECRET", help="shared secret the token is derived from")
-    _env_option(p, "--token", "PEER_TOKEN", help="registration token, instead of --secret")
-    _env_option(p, "--control-host", "CONTROL_HOST", "127.0.0.1", help="control API address")
-    _env_option(
-        p, "--control-port", "CONTROL_PORT", "8080", _port, help="control API port, 0 for any"
+    env_option(p, "--secret", "PEERLAB_SECRET", help="shared secret the token is derived from")
+    env_option(p, "--token", "PEER_TOKEN", help="registration token, instead of --secret")
+    env_option(p, "--control-host", "CONTROL_HOST", "127.0.0.1", help="control API address")
+    env_option(
+        p, "--control-port", "CONTROL_PORT", "8080", port, help="control API port, 0 for any"
     )
-    _env_option(
+    env_option(
         p,
         "--event-log",
         "EVENT_LOG",
         help="append events as JSONL to this file ({peer} is replaced by the peer id); "
         "an existing log is resumed after a restart",
     )
-    _env_option(
+    env_option(
         p,
         "--store",
         "STORE",
         help="durable store of unacked messages and delivery state, a SQLite file ({peer} "
         "is replaced by the peer id; docs/store.md); without it, all in memory",
     )
-    _env_option(
+    env_option(
         p,
         "--file-owner",
         "PEERLAB_FILE_OWNER",
@@ -172,7 +121,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="hand the event log and the store (both readable by their owner only) to this "
         "user, e.g. the host user reading a container's files",
     )
-    _env_option(
+    env_option(
         p,
         "--store-sync",
         "STORE_SYNC",
@@ -180,7 +129,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _store_sync,
         help="'always': commit each accepted message and delivery; N: at most every N ms",
     )
-    _env_option(
+    env_option(
         p,
         "--relay-only",
         "RELAY_ONLY",
@@ -191,7 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="1|0",
         help="use only TURN relay candidates (the flag alone: 1)",
     )
-    _env_option(
+    env_option(
         p,
         "--retransmit-after",
         "RETRANSMIT_AFTER",
@@ -199,7 +148,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _seconds,
         help="seconds before an unacked message is resent",
     )
-    _env_option(
+    env_option(
         p,
         "--outbox-max-messages",
         "OUTBOX_MAX_MESSAGES",
@@ -207,7 +156,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _count,
         help="most unacked messages held per peer; a send beyond is refused",
     )
-    _env_option(
+    env_option(
         p,
         "--outbox-max-bytes",
         "OUTBOX_MAX_BYTES",
@@ -215,7 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _count,
         help="most bytes of unacked frames held per peer; a send beyond is refused",
     )
-    _env_option(
+    env_option(
         p,
         "--typing-window",
         "TYPING_WINDOW",
@@ -223,7 +172,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _window,
         help="at most one typing indicator per conversation per this many seconds (0: any)",
     )
-    _env_option(
+    env_option(
         p,
         "--heartbeat-interval",
         "HEARTBEAT_INTERVAL",
@@ -231,7 +180,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _seconds,
         help="heartbeat when idle this long",
     )
-    _env_option(
+    env_option(
         p,
         "--heartbeat-timeout",
         "HEARTBEAT_TIMEOUT",
@@ -240,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="report a link disconnected after this long without a frame; "
         "detection takes at most timeout + interval",
     )
-    _env_option(
+    env_option(
         p,
         "--failed-after",
         "FAILED_AFTER",
@@ -248,7 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         _seconds,
         help="rebuild a disconnected link after this long",
     )
-    _env_option(
+    env_option(
         p,
         "--signaling-ping",
         "SIGNALING_PING",
@@ -257,7 +206,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="signaling keepalive ping interval and timeout (s): a connection that died "
         "silently is noticed within twice this",
     )
-    _env_option(
+    env_option(
         p,
         "--connect-timeout",
         "CONNECT_TIMEOUT",
@@ -306,7 +255,14 @@ async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: asyncio.ensure_future(agent.stop()))
-    await control.start()
+    try:
+        await control.start()
+    except OSError as exc:
+        await agent.stop()
+        sys.exit(
+            f"peer {args.id}: the control API cannot listen on "
+            f"{args.control_host}:{args.control_port}: {exc.strerror or exc}"
+        )
     announce(args.id, args.control_host, control.port)
     try:
         await agent.start()
@@ -331,9 +287,10 @@ def main() -> None:
     args = parse_args()
     try:
         asyncio.run(run(args))
-    except (EventLogError, StoreError) as exc:
-        # A log or store the agent must not use (a symlink, a directory, a damaged store)
-        # is a setup mistake: refuse to start with the reason, not a traceback.
+    except (EventLogError, StoreError, SignalingRejected) as exc:
+        # A log or store the agent must not use (a symlink, a directory, a damaged store),
+        # or a registration the server refuses (a wrong token or URL), is a setup
+        # mistake: refuse to start with the reason, not a traceback.
         sys.exit(f"peer {args.id}: {exc}")
 
 

@@ -82,6 +82,7 @@ class Agent:
         self.histories: dict[str, ConversationHistory] = {}
         self.stopped = asyncio.Event()
         self._committer: asyncio.Task | None = None
+        self._stopping: asyncio.Future | None = None
         logged = self._resume_histories(self.events.since(0))
         if self.store is not None:
             self._resume_store(logged)
@@ -148,8 +149,12 @@ class Agent:
                 raise
 
     async def stop(self) -> None:
-        if self.stopped.is_set():
-            return
+        """Stop once: a second call (two signals in a row) waits for the first."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         await self.manager.close()
         await self.signaling.close()
         if self._committer is not None:

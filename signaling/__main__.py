@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
+from peerlab.signaling.env_options import env_option, number, port
 from peerlab.signaling.server import ServerConfig, SignalingServer, log_event
 
 T = TypeVar("T")
@@ -127,63 +128,11 @@ def _env_list(name: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
 
 
-def _env_option(
-    parser: argparse.ArgumentParser,
-    option: str,
-    variable: str,
-    default: str | None = None,
-    convert: Callable[[str], Any] | None = None,
-    *,
-    help: str,
-    **kwargs: Any,
-) -> None:
-    """Add `option`, whose default is the environment variable `variable`, else `default`.
-
-    An empty variable counts as unset (compose writes `${X:-}` for "not set"). The default
-    stays a string: argparse converts it with `convert`, as it does a value given on the
-    command line, so a bad one is the same usage error (exit status 2), naming the variable.
-    """
-    if convert is not None:
-        kwargs["type"] = _naming(variable, convert)
-    where = f"env {variable}" if default is None else f"env {variable}; default %(default)s"
-    parser.add_argument(
-        option, default=os.environ.get(variable) or default, help=f"{help} ({where})", **kwargs
-    )
-
-
-def _naming(variable: str, convert: Callable[[str], T]) -> Callable[[str], T]:
-    """`convert`, whose error names `variable` when the bad value is the variable's."""
-
-    def parse(text: str) -> T:
-        try:
-            return convert(text)
-        except argparse.ArgumentTypeError as exc:
-            if text == os.environ.get(variable):
-                raise argparse.ArgumentTypeError(f"{variable}={text!r}: {exc}") from None
-            raise
-
-    return parse
-
-
-def _number(kind: Callable[[str], T], text: str) -> T:
-    try:
-        return kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
-
-
-def _port(text: str) -> int:
-    port = _number(int, text)
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port 0..65535, not {port}")
-    return port
-
-
 def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
     """An option type: a finite `kind` (int or float) above 0."""
 
     def parse(text: str) -> T:
-        value = _number(kind, text)
+        value = number(kind, text)
         if not (math.isfinite(value) and value > 0):
             raise argparse.ArgumentTypeError(f"must be > 0, not {text!r}")
         return value
@@ -195,9 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m peerlab.signaling", description="PeerLab WebSocket signaling server."
     )
-    _env_option(parser, "--host", "SIGNALING_HOST", "0.0.0.0", help="address to listen on")
-    _env_option(parser, "--port", "SIGNALING_PORT", "8765", _port, help="port, 0 for any")
-    _env_option(
+    env_option(parser, "--host", "SIGNALING_HOST", "0.0.0.0", help="address to listen on")
+    env_option(parser, "--port", "SIGNALING_PORT", "8765", port, help="port, 0 for any")
+    env_option(
         parser, "--secret", "PEERLAB_SECRET", help="shared secret for registration tokens; required"
     )
     parser.add_argument("--ping-interval", type=float, default=20.0, help="seconds")
@@ -219,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="STUN/TURN URL given to peers; repeatable "
         "(env SIGNALING_ICE_SERVERS, comma-separated)",
     )
-    _env_option(
+    env_option(
         parser,
         "--turn-secret",
         "TURN_SECRET",
@@ -228,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--turn-ttl", type=int, default=3600, help="TURN credential lifetime, s")
     defaults = ServerConfig(secret="")
     for limit in LIMIT_OPTIONS:
-        _env_option(
+        env_option(
             parser,
             limit.option,
             limit.variable,

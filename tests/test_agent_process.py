@@ -129,3 +129,30 @@ async def test_shutdown_while_signaling_is_unreachable_exits_cleanly(unreachable
     status, _, stderr = await unreachable_agent.finish()
     assert status == 0, stderr
     assert "Traceback" not in stderr
+
+
+async def _run_agent(*args: str) -> tuple[int, str]:
+    """Run the agent to its exit; (status, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k not in AGENT_VARIABLES}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "peerlab.peer", "--id", "alice", "--secret", "s", *args,
+        cwd=REPO, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, stderr = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    return process.returncode, stderr.decode()
+
+
+async def test_a_control_port_in_use_is_a_clear_error():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        status, stderr = await _run_agent("--control-port", str(port))
+    assert status == 1 and "Traceback" not in stderr, stderr
+    assert f"peer alice: the control API cannot listen on 127.0.0.1:{port}" in stderr
+
+
+async def test_a_signaling_url_the_client_refuses_is_a_clear_error():
+    status, stderr = await _run_agent("--control-port", "0", "--signaling", "notaurl")
+    assert status == 1 and "Traceback" not in stderr, stderr
+    assert "peer alice: bad signaling URL: notaurl" in stderr

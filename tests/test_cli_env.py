@@ -66,7 +66,7 @@ def _usage_error(capsys, parse) -> str:
 def test_the_lists_cover_every_variable_in_the_help(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--help"])
-    assert set(re.findall(r"\[([A-Z_]+)\]", capsys.readouterr().out)) == {
+    assert set(re.findall(r"env\s+([A-Z_]+)", capsys.readouterr().out)) == {
         *PEER_TYPED,
         *PEER_STRINGS,
     }
