@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit scenarios examples suite-check docker images chromium lint lint-ci format bench lock clean
+.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples suite-check docker images chromium lint lint-ci format bench lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
@@ -20,6 +20,8 @@ help:
 	@echo "make examples   the example scenarios in examples/, run from outside the package:"
 	@echo "                a Python and a YAML file (under three network profiles), and the"
 	@echo "                pytest plugin example (under two)"
+	@echo "make fuzz       seeded fuzz campaigns against the decoder, the signaling server and"
+	@echo "                the control API, full budget (~3 min; make test runs a short one)"
 	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
@@ -40,11 +42,20 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-test: lint lint-ci unit scenarios examples suite-check
+test: lint lint-ci unit fuzz-short scenarios examples suite-check
 
 unit: venv
 	@mkdir -p $(RESULTS)
 	$(PY) -m pytest -m "not containers" --junitxml=$(RESULTS)/junit-unit.xml
+
+# Seeded, bounded fuzz campaigns (docs/fuzz.md): the data-channel decoder, the signaling
+# server and an agent's control API, in process on 127.0.0.1. A finding prints its replay.
+FUZZ_SEED ?= 1
+fuzz: venv
+	$(PY) -m fuzz --budget full --seed $(FUZZ_SEED)
+
+fuzz-short: venv
+	$(PY) -m fuzz --budget short --seed $(FUZZ_SEED)
 
 docker:
 	@bash scripts/ensure-docker.sh

@@ -41,7 +41,10 @@ def _field(body: dict[str, Any], name: str, kind: type, default: Any = ...) -> A
         return default
     value = body[name]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise BadRequest(f"field {name!r} is too large") from None
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise BadRequest(f"field {name!r} must be of type {kind.__name__}")
     return value
@@ -82,7 +85,8 @@ class ControlServer:
                 web.post("/send", self.send),
                 web.get("/events", self.events),
                 web.get("/events.jsonl", self.events_jsonl),
-                web.get("/events/stream", self.events_stream),
+                # No HEAD: its answer may have no body, and a stream is nothing but body.
+                web.get("/events/stream", self.events_stream, allow_head=False),
                 web.post("/wait", self.wait),
                 web.post("/wait-state", self.wait_state),
                 web.get("/history", self.history),
@@ -90,7 +94,11 @@ class ControlServer:
                 web.post("/shutdown", self.shutdown),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        # Closing cancels what is still running (an endless stream, a long /wait whose
+        # client left) instead of waiting aiohttp's 60 s for it.
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
 
     async def start(self) -> None:
         await self._runner.setup()
@@ -178,10 +186,11 @@ class ControlServer:
     async def send(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         remote = _peer(body)
+        type_name = _field(body, "type", str)
         try:
-            message_type = MessageType(_field(body, "type", str))
+            message_type = MessageType(type_name)
         except ValueError:
-            raise BadRequest(f"unknown message type {body['type']!r}") from None
+            raise BadRequest(f"unknown message type {type_name!r}") from None
         fields = {k: v for k, v in body.items() if k not in ("peer", "type")}
         try:
             message = self.agent.send(remote, message_type, **fields)
@@ -233,10 +242,11 @@ class ControlServer:
     async def wait_state(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         remote = _peer(body)
+        state_name = _field(body, "state", str)
         try:
-            wanted = P2PConnectionState(_field(body, "state", str))
+            wanted = P2PConnectionState(state_name)
         except ValueError:
-            raise BadRequest(f"unknown state {body['state']!r}") from None
+            raise BadRequest(f"unknown state {state_name!r}") from None
         timeout = _timeout(body, 10.0)
         try:
             async with asyncio.timeout(timeout):

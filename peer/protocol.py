@@ -148,6 +148,10 @@ def _enum(enum: type[StrEnum]) -> Callable[[str, Any], StrEnum]:
     allowed = ", ".join(repr(m.value) for m in enum)
 
     def check(field: str, value: Any) -> StrEnum:
+        # A non-string is refused before the enum sees it: its error message would repr
+        # the value, and a deeply nested list recurses past the limit json.loads reached.
+        if not isinstance(value, str):
+            raise _bad(field, f"must be one of {allowed}")
         try:
             return enum(value)
         except ValueError:

@@ -7,6 +7,7 @@ page, and the agent must keep serving afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
@@ -204,3 +205,43 @@ async def test_events_refuse_a_since_that_is_not_a_non_negative_integer(api, sin
     async with session.get(f"{alice}/events?since={since}") as response:
         data = await _json(response, 400)
     assert data["error"] == "query parameter 'since' must be a non-negative integer"
+
+
+# ---- found by the fuzz campaigns (docs/fuzz.md) ----
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "expected"),
+    [
+        ("/wait-state", {"peer": "bob", "timeout": 0.01}, "missing field 'state'"),
+        ("/send", {"peer": "bob", "conversation": "c"}, "missing field 'type'"),
+        ("/wait-state", {"peer": "bob", "state": "connected", "timeout": 10**400}, "too large"),
+    ],
+)
+async def test_a_missing_field_or_an_overflowing_number_is_a_400(api, route, body, expected):
+    session, alice, *_ = api
+    data = await _post(session, f"{alice}{route}", body, 400)
+    assert expected in data["error"], data
+    await _still_serving(session, alice)
+
+
+async def test_the_event_stream_has_no_head(api):
+    session, alice, *_ = api
+    async with session.head(f"{alice}/events/stream") as response:
+        assert response.status == 405
+    # The connection is still good for the next request.
+    await _still_serving(session, alice)
+
+
+async def test_closing_does_not_wait_for_a_stream_whose_client_left(make_agent):
+    # aiohttp waits up to 60 s for handlers still running at shutdown: an endless stream
+    # whose client left would hold SIGTERM that long.
+    server = ControlServer(await make_agent("carol"), "127.0.0.1", 0)
+    await server.start()
+    url = f"http://127.0.0.1:{server.port}/events/stream"
+    async with aiohttp.ClientSession() as session, session.get(url, params={"kind": "acked"}):
+        pass
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await server.close()
+    assert loop.time() - started < 5

@@ -251,3 +251,19 @@ def test_peer_ids_the_server_refuses_are_invalid(peer):
         check_peer_id("peer", peer)
     assert info.value.code == "bad_field"
     assert "'peer'" in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["state", "action"])
+def test_a_deeply_nested_enum_field_is_bad_field_not_a_recursion_error(field):
+    # Found by the fuzz campaign (docs/fuzz.md, decoder case 192048): the enum's own error
+    # message repr'd the list one stack level deeper than json.loads had reached.
+    kind = "typing" if field == "state" else "reaction"
+    frame = {"type": kind, "id": "a", "timestamp": 1, "sender": "s", "conversation": "c"}
+    if kind == "reaction":
+        frame |= {"epoch": "e", "seq": 0, "base": 0, "target": "t", "emoji": "x"}
+    text = json.dumps({**frame, field: "@"})
+    for depth in range(900, 1000):
+        nested = text.replace('"@"', "[" * depth + "0" + "]" * depth)
+        with pytest.raises(ProtocolError) as info:
+            decode(nested)
+        assert info.value.code in ("bad_field", "bad_json"), info.value
