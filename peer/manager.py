@@ -23,7 +23,7 @@ from peerlab.peer.connection import ConnectionSetupError, IceOptions, PeerConnec
 from peerlab.peer.message_channel import ChannelConfig, MessageChannel
 from peerlab.peer.protocol import check_peer_id
 from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
-from peerlab.peer.state import P2PConnectionState, wins_glare
+from peerlab.peer.state import P2PConnectionState, check_transition, wins_glare
 from peerlab.peer.store import Store
 
 StateCallback = Callable[[str, P2PConnectionState, P2PConnectionState], Any]
@@ -451,6 +451,7 @@ class PeerConnectionManager:
             link.connected.clear()
         if state is link.state:
             return
+        check_transition(link.state, state)
         old, link.state = link.state, state
         self._observe("state", peer=link.remote_id, old=old.value, new=state.value, **details)
         for callback in self._state_callbacks:
