@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -23,7 +24,6 @@ from peerlab.peer.control import ControlServer
 from peerlab.peer.events import EventLogError
 from peerlab.peer.manager import ManagerConfig
 from peerlab.peer.message_channel import ChannelConfig
-from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES
 from peerlab.peer.signaling_client import SignalingRejected
 from peerlab.peer.store import StoreError, parse_sync
 from peerlab.signaling.auth import make_token
@@ -55,6 +55,15 @@ def _window(text: str) -> float:
     if not (math.isfinite(value) and value >= 0):
         raise argparse.ArgumentTypeError(f"expected seconds >= 0, not {text!r}")
     return value
+
+
+def _default(config: type, name: str) -> str:
+    """A config dataclass field's default, as an option's (string) default: the dataclass
+    is the one place each default is written."""
+    (default,) = [f.default for f in dataclasses.fields(config) if f.name == name]
+    if isinstance(default, bool):
+        return "1" if default else "0"
+    return str(default)
 
 
 def _flag(text: str) -> bool:
@@ -133,7 +142,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--relay-only",
         "RELAY_ONLY",
-        "0",
+        _default(ManagerConfig, "relay_only"),
         _flag,
         nargs="?",
         const=True,
@@ -144,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--retransmit-after",
         "RETRANSMIT_AFTER",
-        "1.0",
+        _default(ChannelConfig, "retransmit_after"),
         _seconds,
         help="seconds before an unacked message is resent",
     )
@@ -152,7 +161,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--outbox-max-messages",
         "OUTBOX_MAX_MESSAGES",
-        str(MAX_UNACKED_MESSAGES),
+        _default(ChannelConfig, "outbox_max_messages"),
         _count,
         help="most unacked messages held per peer; a send beyond is refused",
     )
@@ -160,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--outbox-max-bytes",
         "OUTBOX_MAX_BYTES",
-        str(MAX_UNACKED_BYTES),
+        _default(ChannelConfig, "outbox_max_bytes"),
         _count,
         help="most bytes of unacked frames held per peer; a send beyond is refused",
     )
@@ -168,7 +177,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--typing-window",
         "TYPING_WINDOW",
-        "3.0",
+        _default(ChannelConfig, "typing_window"),
         _window,
         help="at most one typing indicator per conversation per this many seconds (0: any)",
     )
@@ -176,7 +185,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--heartbeat-interval",
         "HEARTBEAT_INTERVAL",
-        "0.5",
+        _default(ChannelConfig, "heartbeat_interval"),
         _seconds,
         help="heartbeat when idle this long",
     )
@@ -184,7 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--heartbeat-timeout",
         "HEARTBEAT_TIMEOUT",
-        "2.5",
+        _default(ChannelConfig, "heartbeat_timeout"),
         _seconds,
         help="report a link disconnected after this long without a frame; "
         "detection takes at most timeout + interval",
@@ -193,7 +202,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--failed-after",
         "FAILED_AFTER",
-        "5.0",
+        _default(ManagerConfig, "failed_after"),
         _seconds,
         help="rebuild a disconnected link after this long",
     )
@@ -201,7 +210,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--signaling-ping",
         "SIGNALING_PING",
-        "20",
+        _default(AgentConfig, "signaling_ping"),
         _seconds,
         help="signaling keepalive ping interval and timeout (s): a connection that died "
         "silently is noticed within twice this",
@@ -210,7 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p,
         "--connect-timeout",
         "CONNECT_TIMEOUT",
-        "15.0",
+        _default(ManagerConfig, "connect_timeout"),
         _seconds,
         help="longest one connection attempt may take",
     )

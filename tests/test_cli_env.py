@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from peerlab.peer.__main__ import parse_args
+from peerlab.peer.__main__ import config_from_args, parse_args
+from peerlab.peer.agent import AgentConfig
+from peerlab.peer.manager import ManagerConfig
 from peerlab.signaling.__main__ import LIMIT_OPTIONS, parse_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +152,11 @@ def test_the_agent_refuses_a_bad_variable():
     assert "Traceback" not in done.stderr
     assert "argument --relay-only: RELAY_ONLY='maybe': expected one of 1, true" in done.stderr
     assert done.stdout == ""
+
+
+def test_the_agents_defaults_are_its_config_dataclasses():
+    # One source per default: the command line adds nothing of its own.
+    config = config_from_args(parse_args(["--id", "a", "--secret", "s"]))
+    assert config.manager == ManagerConfig()
+    defaults = AgentConfig("a", config.room, config.signaling_url, config.token)
+    assert config == defaults
