@@ -102,6 +102,8 @@ class Lab:
         self.faults = Faults(self)
         self.progress = Progress(scenario)
         self.counters = Counters()
+        self.phases: dict[str, float] = {}
+        """Seconds the stack took to start (up, healthy, NATs proven) and to tear down."""
         self.agents: dict[str, AgentClient] = {}
         self.toxiproxy: Toxiproxy
         self._session: aiohttp.ClientSession | None = None
@@ -127,6 +129,7 @@ class Lab:
 
     async def __aenter__(self) -> Lab:
         self._session = aiohttp.ClientSession()
+        started = time.monotonic()
         try:
             await self.start(self.peers)
             self.toxiproxy = Toxiproxy(
@@ -137,6 +140,7 @@ class Lab:
         except BaseException:
             await self._teardown()
             raise
+        self.phases["start"] = time.monotonic() - started
         return self
 
     async def __aexit__(self, *exc_info: Any) -> None:
@@ -384,6 +388,7 @@ class Lab:
             (self.run_dir / "routers.json").write_text(json.dumps(routers, indent=2))
 
     async def _teardown(self) -> None:
+        started = time.monotonic()
         try:
             if self.agents:
                 await self._collect()
@@ -401,6 +406,7 @@ class Lab:
                 self.containers.close()
                 if self._session is not None:
                     await self._session.close()
+                self.phases["teardown"] = time.monotonic() - started
             if leftovers:
                 raise AssertionError(f"teardown left behind: {', '.join(leftovers)}")
             self.progress("stack removed")

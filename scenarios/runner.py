@@ -48,6 +48,11 @@ class Outcome:
     error: str = ""
     details: str = ""
     folder: Path | None = None
+    start_s: float = 0.0
+    """Stack start (up, healthy, NAT types proven); body_s the scenario itself (its
+    profile's shaping included); teardown_s evidence collected and the stack removed."""
+    body_s: float = 0.0
+    teardown_s: float = 0.0
 
 
 def case_name(scenario: Scenario, profile: Profile | None) -> str:
@@ -92,6 +97,7 @@ async def run_scenario(
         error,
         details,
         folder,
+        **_phases(lab.phases, time.monotonic() - started),
     )
     verdict = check_history(folder, lab.progress)
     if verdict is not None and verdict.valid is False and outcome.passed:
@@ -112,6 +118,11 @@ async def run_scenario(
         shutil.rmtree(folder, ignore_errors=True)
         outcome.folder = None
     return outcome
+
+
+def _phases(phases: dict[str, float], total: float) -> dict[str, float]:
+    start, teardown = phases.get("start", 0.0), phases.get("teardown", 0.0)
+    return {"start_s": start, "body_s": max(total - start - teardown, 0.0), "teardown_s": teardown}
 
 
 def check_history(folder: Path, progress: Callable[[str], None]) -> CheckResult | None:
@@ -180,13 +191,14 @@ def write_junit(outcomes: Sequence[Outcome], path: Path, suite: str = "peerlab")
 def summary_table(outcomes: Sequence[Outcome]) -> str:
     width = max([20, *(len(o.scenario) + 2 for o in outcomes)])
     header = (
-        f"{'scenario':<{width}}{'result':<8}{'time':>8}{'peers':>7}{'links':>7}{'sent':>7}"
-        f"{'acked':>7}"
+        f"{'scenario':<{width}}{'result':<8}{'time':>8}{'start':>8}{'body':>8}{'down':>8}"
+        f"{'peers':>7}{'links':>7}{'sent':>7}{'acked':>7}"
     )
     rows = [header, "-" * len(header)]
     for o in outcomes:
         rows.append(
             f"{o.scenario:<{width}}{'pass' if o.passed else 'FAIL':<8}{o.seconds:>7.1f}s"
+            f"{o.start_s:>7.1f}s{o.body_s:>7.1f}s{o.teardown_s:>7.1f}s"
             f"{o.peers:>7}{o.links:>7}{o.sent:>7}{o.acked:>7}"
         )
     for o in outcomes:
