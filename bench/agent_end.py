@@ -88,11 +88,13 @@ async def sender(
 
         control.start_profile("throughput")
         cpu = time.process_time()
+        frames = channel.frames_sent
         first_sent = time.monotonic()
         last_message = await _send_bulk(channel, body, workload.messages)
         last_sent = time.monotonic()
         await all_acked.wait()
         cpu = time.process_time() - cpu
+        frames = channel.frames_sent - frames
         control.stop_profile()
 
         control.result(
@@ -103,6 +105,7 @@ async def sender(
                 "last_sent": last_sent,
                 "last_acked": last_acked,
                 "cpu_s": cpu,
+                "frames": frames,
                 "frame_bytes": len(encode(last_message).encode()),
                 "retransmissions": len(agent.events.since(0, {"kind": "retransmitted"})),
             }
@@ -135,22 +138,26 @@ async def receiver(
     delivered = 0
     last_delivered = 0.0
     cpu = 0.0
+    frames = 0
     done = asyncio.Event()
+    channel = agent.manager.channel(remote)
 
     def on_text(_message: ChannelMessage) -> None:
-        nonlocal delivered, last_delivered, cpu
+        nonlocal delivered, last_delivered, cpu, frames
         delivered += 1
         if delivered == workload.round_trips:
             control.start_profile("throughput")
             cpu = time.process_time()
+            frames = channel.frames_sent
         elif delivered == workload.total_messages:
             last_delivered = time.monotonic()
             cpu = time.process_time() - cpu
+            frames = channel.frames_sent - frames
             control.stop_profile()
             done.set()
 
     # Registered before the agent is reachable, so no delivery is missed.
-    agent.manager.channel(remote).on(MessageType.TEXT, on_text)
+    channel.on(MessageType.TEXT, on_text)
     try:
         await agent.start()
         await done.wait()
@@ -158,6 +165,7 @@ async def receiver(
             {
                 "last_delivered": last_delivered,
                 "cpu_s": cpu,
+                "frames": frames,
                 "duplicates": len(agent.events.since(0, {"kind": "duplicate"})),
             }
         )

@@ -62,6 +62,10 @@ class RunFigures:
     sender_cpu_us: float
     """CPU time of the sending process per message of the throughput phase."""
     receiver_cpu_us: float
+    sender_frames: float
+    """Data-channel frames the sending end put on the wire per message (throughput phase)."""
+    receiver_frames: float
+    """The same for the receiving end (acks; heartbeats on an idle moment)."""
     acked_msgs_per_s: float | None = None
     """Agent only: messages ÷ (last ack at the sender - first send)."""
 
@@ -100,6 +104,8 @@ def _figures(
         frame_bytes=sender["frame_bytes"],
         sender_cpu_us=sender["cpu_s"] / workload.messages * 1e6,
         receiver_cpu_us=receiver["cpu_s"] / workload.messages * 1e6,
+        sender_frames=sender["frames"] / workload.messages,
+        receiver_frames=receiver["frames"] / workload.messages,
         acked_msgs_per_s=(
             None if acked is None else workload.messages / (acked - sender["first_sent"])
         ),
@@ -203,6 +209,11 @@ def print_table(raw: list[RunFigures], agent: list[RunFigures]) -> tuple[float, 
                 f"{mid(agent, name) / mid(raw, name):.2f}",
                 "",
             )
+        )
+    for side in ("sender", "receiver"):
+        name = f"{side}_frames"
+        rows.append(
+            (f"frames/msg {side}", f"{mid(raw, name):.2f}", f"{mid(agent, name):.2f}", "", "")
         )
     header = ("median of runs", "raw aiortc", "PeerLab agent", "ratio", "target")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]

@@ -70,6 +70,7 @@ async def sender(control: Control, peer: Connection, workload: Workload) -> None
                 "first_sent": first_sent,
                 "last_sent": last_sent,
                 "cpu_s": cpu,
+                "frames": workload.messages,  # one frame per message, nothing back
                 "frame_bytes": len(frame.encode()),
             }
         )
@@ -146,7 +147,7 @@ async def receiver(control: Control, peer: Connection, workload: Workload) -> No
         enlarge_udp_receive_buffers(pc)
         peer.send(pc.localDescription.sdp)
         await done.wait()
-        control.result({"last_received": last_received, "cpu_s": cpu})
+        control.result({"last_received": last_received, "cpu_s": cpu, "frames": 1})  # "done"
         await control.stopped()
     finally:
         await pc.close()

@@ -101,6 +101,10 @@ class MessageChannel:
         self._ack_flush: asyncio.Handle | None = None
         self._last_reliable_at = float("-inf")
         self._drained = asyncio.Event()
+        self.frames_sent = 0
+        self.frames_received = 0
+        """Data-channel frames this channel put on the wire and took off it (all kinds:
+        messages, acks, heartbeats, typing), for the benchmark's frames per message."""
 
     # ---- application API ----
 
@@ -269,11 +273,13 @@ class MessageChannel:
         if not self.attached:
             return
         self._channel.send(encode(message, checked=checked))
+        self.frames_sent += 1
         if self._liveness is not None:
             self._liveness.on_sent(self._clock())
 
     def _on_frame(self, frame: str | bytes) -> None:
         now = self._clock()
+        self.frames_received += 1
         if self._liveness is not None:
             self._liveness.on_received(now)
             self._set_alive(True)
