@@ -156,3 +156,12 @@ async def test_a_signaling_url_the_client_refuses_is_a_clear_error():
     status, stderr = await _run_agent("--control-port", "0", "--signaling", "notaurl")
     assert status == 1 and "Traceback" not in stderr, stderr
     assert "peer alice: bad signaling URL: notaurl" in stderr
+
+
+async def test_a_store_that_cannot_be_trusted_stops_the_agent_with_the_recovery(tmp_path):
+    store = tmp_path / "alice.db"
+    store.write_bytes(b"this is not a database " * 100)
+    status, stderr = await _run_agent("--control-port", "0", "--store", str(store))
+    assert status == 1 and "Traceback" not in stderr, stderr
+    assert f"store {store} cannot be trusted" in stderr
+    assert "mv $f $f.broken" in stderr  # the documented recovery (docs/store.md)
