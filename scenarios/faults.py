@@ -71,7 +71,9 @@ class Faults:
     def __init__(self, lab: Lab):
         self._lab = lab
         self._baseline: dict[str, ProbeResult] = {}
-        """Peer → its STUN round trip before the next fault: what "untouched" compares with."""
+        """Peer → its STUN round trip just before the current fault: what "untouched"
+        compares with. Measured afresh for each fault, so that both sides of the comparison
+        see the same traffic (a workload filling a shaped link moves its round trip)."""
         self._unshaped: dict[str, ProbeResult] = {}
         """Peer → its round trip before its link was first shaped: what shaping is proven by."""
         self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
@@ -112,10 +114,11 @@ class Faults:
         # Every peer behind the same router shares the link; the others must not change.
         sharing = [p for p in self._lab.peers if self._lab.topology.lan_of(p) is lan]
         bystanders = self._bystanders(exclude=sharing)
-        await self._take_baselines([target, *bystanders])
         # The proof compares with the link before any shaping (the effect asked for is
-        # the sum of what is on both directions now).
-        before = self._unshaped.setdefault(target, self._baseline[target])
+        # the sum of what is on both directions now): measured once, before the first.
+        first = target not in self._unshaped
+        await self._take_baselines([target, *bystanders] if first else bystanders)
+        before = self._unshaped.setdefault(target, self._baseline.get(target))
         await self._invoke(fault)
         router = self._lab.routers[lan.name]
         links = self._shaped.setdefault(lan.name, {"up": {}, "down": {}})
@@ -141,20 +144,12 @@ class Faults:
             proof = judge(what, effect, before, after, queued)
             untouched = await self._untouched(fault, bystanders)
         fault.proof = f"{proof} [{fault.backend}]; {untouched}"
-        # Their link is what it is now: a later fault compares with a new baseline.
-        self._forget_baselines(sharing)
         return await self._ok(fault)
-
-    def _forget_baselines(self, peers: Sequence[str]) -> None:
-        for peer in peers:
-            self._baseline.pop(peer, None)
 
     def _unshape(self, lan: str, router: Any, direction: str) -> Callable[[], Awaitable[Any]]:
         async def undo() -> None:
             await router.clear_faults(direction)
             self._shaped[lan][direction] = {}
-            placement = self._lab.topology.placement
-            self._forget_baselines([p for p in self._lab.peers if placement.get(p) == lan])
 
         return undo
 
@@ -212,7 +207,7 @@ class Faults:
         near, far, router_direction = self._partition_ends(a, b, direction)
         fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
         address = await self.public_address(far)
-        await self._take_baselines([near])  # before the cut, for the untouched check
+        await self._take_baselines([near])  # just before the cut, for the untouched check
         await self._invoke(fault)
         router = self._lab.routers[self._lab.topology.lan_of(near).name]
         answer = await router.add_partition(address, router_direction)
@@ -311,7 +306,6 @@ class Faults:
                     f"rebind {peer}: its router says its public address is now "
                     f"{answer['wan_after']}, a STUN probe from {peer} is mapped to {after.mapped}"
                 )
-        self._baseline[peer] = after
         fault.proof = (
             f"{peer}'s router rebound {answer['wan_before']} → {answer['wan_after']}; "
             f"STUN now maps {peer} to {after.mapped}"
@@ -354,7 +348,6 @@ class Faults:
                     f"move {peer} to {lan_name}: STUN maps it to {after.mapped}, expected the "
                     f"new router's address {wan}"
                 )
-        self._baseline[peer] = after
         fault.proof = f"{peer} moved {old.name} → {new.name}: now {address}, seen as {after.mapped}"
         return await self._ok(fault)
 
@@ -402,10 +395,9 @@ class Faults:
         )
 
     async def _take_baselines(self, peers: Sequence[str]) -> None:
-        """Probe the peers that have no baseline yet (in parallel), before a fault."""
-        missing = [p for p in peers if p not in self._baseline]
-        results = await asyncio.gather(*(self._probe(p) for p in missing))
-        self._baseline.update(zip(missing, results, strict=True))
+        """Probe the peers (in parallel) just before a fault."""
+        results = await asyncio.gather(*(self._probe(p) for p in peers))
+        self._baseline.update(zip(peers, results, strict=True))
 
     def _bystanders(self, exclude: Sequence[str]) -> list[str]:
         """The peers a fault must leave alone: not excluded, and not behind a router
