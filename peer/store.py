@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from peerlab.peer.events import message_to_json
-from peerlab.peer.protocol import ChannelMessage, decode
+from peerlab.peer.protocol import ChannelMessage, ProtocolError, decode
 
 FORMAT = "peerlab-agent-store"
 VERSION = 1
@@ -158,7 +158,14 @@ class Store:
     # ---- reading what a previous incarnation left ----
 
     def load(self) -> dict[str, RemoteState]:
-        """Per remote peer: next sequence numbers, unacked messages, delivery state."""
+        """Per remote peer: next sequence numbers, unacked messages, delivery state;
+        StoreError if what is stored cannot be read back."""
+        try:
+            return self._load()
+        except (sqlite3.DatabaseError, ProtocolError) as exc:
+            raise StoreError(_untrusted(self.path, f"reading it back: {exc}")) from None
+
+    def _load(self) -> dict[str, RemoteState]:
         state: dict[str, RemoteState] = {}
         gap = 0 if self.sync_ms is None else SEQ_GAP
         for remote, conversation, seq in self._db.execute("SELECT * FROM next_seq"):

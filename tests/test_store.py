@@ -163,3 +163,16 @@ def test_a_new_store_is_handed_to_the_configured_owner(tmp_path):
         info = (tmp_path / name).stat()
         assert (info.st_uid, info.st_gid) == (4321, 8765), name
     store.close()
+
+
+def test_a_stored_message_that_no_longer_reads_as_a_frame_is_a_store_error(tmp_path):
+    path = tmp_path / "agent.db"
+    store = Store.open(path)
+    store.accept("bob", text(0))
+    store.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE outbox SET frame = '{\"type\": \"text\"}'")
+    db.commit()
+    db.close()
+    with pytest.raises(StoreError, match=r"cannot be trusted \(reading it back"):
+        Store.open(path).load()
