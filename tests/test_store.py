@@ -171,7 +171,7 @@ def test_a_stored_message_that_no_longer_reads_as_a_frame_is_a_store_error(tmp_p
     store.accept("bob", text(0))
     store.close()
     db = sqlite3.connect(path)
-    db.execute("UPDATE outbox SET frame = '{\"type\": \"text\"}'")
+    db.execute('UPDATE outbox SET frame = \'{"type": "text"}\'')
     db.commit()
     db.close()
     with pytest.raises(StoreError, match=r"cannot be trusted \(reading it back"):
