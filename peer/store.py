@@ -23,7 +23,6 @@ delivery is committed (`commit` before acking), in both modes.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import sqlite3
 import uuid
@@ -31,8 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peerlab.peer.events import message_to_json
-from peerlab.peer.protocol import ChannelMessage, ProtocolError, decode
+from peerlab.peer.protocol import ChannelMessage, ProtocolError, decode, encode
 
 FORMAT = "peerlab-agent-store"
 VERSION = 1
@@ -68,10 +66,6 @@ class RemoteState:
     expected: dict[tuple[str, str], int] = field(default_factory=dict)
     """(epoch, conversation) → the next seq to deliver."""
     unlogged: list[ChannelMessage] = field(default_factory=list)
-
-
-def _frame(message: ChannelMessage) -> str:
-    return json.dumps(message_to_json(message), ensure_ascii=False, separators=(",", ":"))
 
 
 def parse_sync(value: str) -> float | None:
@@ -190,7 +184,7 @@ class Store:
         when sync is `always`."""
         self._db.execute(
             "INSERT INTO outbox (remote, id, frame) VALUES (?, ?, ?)",
-            (remote, message.id, _frame(message)),
+            (remote, message.id, encode(message, checked=True)),
         )
         self._db.execute(
             "INSERT INTO next_seq VALUES (?, ?, ?) ON CONFLICT DO UPDATE SET seq = excluded.seq",
@@ -217,7 +211,8 @@ class Store:
                 (remote, message.epoch, message.conversation, message.seq + 1),
             )
             self._db.execute(
-                "INSERT INTO unlogged VALUES (?, ?, ?)", (remote, message.id, _frame(message))
+                "INSERT INTO unlogged VALUES (?, ?, ?)",
+                (remote, message.id, encode(message, checked=True)),
             )
         self._changed(urgent=True)
 
