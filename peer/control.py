@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from aiohttp import hdrs, web
@@ -26,6 +27,10 @@ from peerlab.peer.state import P2PConnectionState
 
 MAX_WAIT = 600.0
 MAX_REQUEST_BYTES = 1 << 20
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REMEMBERED_SENDS = 4096
+"""How many `/send` answers are kept by idempotency key, so a client whose connection
+dropped before the answer arrived can ask again without sending the message twice."""
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +68,13 @@ def _at_least(body: dict[str, Any], name: str, minimum: int, default: int) -> in
     return value
 
 
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is not None and not (0 < len(key) <= 64 and key.isascii() and key.isprintable()):
+        raise BadRequest(f"{IDEMPOTENCY_HEADER} must be 1 to 64 printable ASCII characters")
+    return key
+
+
 def _timeout(body: dict[str, Any], default: float) -> float:
     timeout = _field(body, "timeout", float, default)
     if not 0 < timeout <= MAX_WAIT:
@@ -75,6 +87,7 @@ class ControlServer:
         self.agent = agent
         self.host = host
         self.port = port
+        self._sends: OrderedDict[str, dict[str, Any]] = OrderedDict()
         app = web.Application(middlewares=[self._errors], client_max_size=MAX_REQUEST_BYTES)
         app.add_routes(
             [
@@ -184,7 +197,11 @@ class ControlServer:
         return web.json_response({"peer": remote, "relay_only": ice.relay_only, "turn": ice.turn})
 
     async def send(self, request: web.Request) -> web.Response:
+        key = _idempotency_key(request)
         body = await self._body(request)
+        # No await from here on: a retry with the same key finds this answer or none.
+        if key is not None and key in self._sends:
+            return web.json_response(self._sends[key])
         remote = _peer(body)
         type_name = _field(body, "type", str)
         try:
@@ -197,8 +214,14 @@ class ControlServer:
         except TypeError as exc:
             raise BadRequest(f"bad fields for {message_type.value}: {exc}") from None
         if message is None:
-            return web.json_response({"sent": False, "reason": "throttled or not connected"})
-        return web.json_response({"sent": True, "message": message_to_json(message)})
+            answer = {"sent": False, "reason": "throttled or not connected"}
+        else:
+            answer = {"sent": True, "message": message_to_json(message)}
+        if key is not None:
+            self._sends[key] = answer
+            if len(self._sends) > REMEMBERED_SENDS:
+                self._sends.popitem(last=False)
+        return web.json_response(answer)
 
     async def events(self, request: web.Request) -> web.Response:
         since, match = self._query(request)

@@ -2,12 +2,17 @@
 
 Every call has a timeout, and every failure raises `AgentError` naming the agent, the
 request and what the agent answered, so a scenario's failure message says what was
-expected and what was seen.
+expected and what was seen. A request whose answer was lost (the connection dropped,
+the agent was too busy to answer in time) is asked again when that is safe, so a
+control call is not what decides a scenario: reads and waits always, `/send` by its
+idempotency key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,6 +30,16 @@ class AgentError(AssertionError):
 
 class _Refused(AgentError):
     """Nothing listens where the control API was (the request was not sent)."""
+
+
+class _Unanswered(AgentError):
+    """The request may have arrived, but its answer did not (dropped, or too late)."""
+
+
+ATTEMPTS = 3
+"""How often a request whose answer was lost is made, in all."""
+
+_SAFE_TO_REPEAT = {("POST", "/wait"), ("POST", "/wait-state")}
 
 
 class AgentClient:
@@ -68,7 +83,10 @@ class AgentClient:
 
     async def send(self, peer: str, type: str, **fields: Any) -> dict[str, Any] | None:
         """Send one message; returns it in wire form, or None when typing was held back."""
-        result = await self._call("POST", "/send", {"peer": peer, "type": type, **fields})
+        # The key makes asking again safe: the agent answers a repeated key from memory.
+        key = uuid.uuid4().hex
+        body = {"peer": peer, "type": type, **fields}
+        result = await self._call("POST", "/send", body, idempotency_key=key)
         return result["message"] if result["sent"] else None
 
     async def events(self, since: int = 0, **match: str) -> list[dict[str, Any]]:
@@ -105,15 +123,28 @@ class AgentClient:
         *,
         params: dict[str, Any] | None = None,
         wait: float = 0.0,
+        idempotency_key: str | None = None,
     ) -> Any:
-        try:
-            return await self._request(method, path, body, params, wait)
-        except _Refused:
-            if self._locate is None:
-                raise
-        # Refused before anything was sent: safe to send again, where the API is now.
-        self.base_url = (await self._locate()).rstrip("/")
-        return await self._request(method, path, body, params, wait)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        repeatable = (
+            method == "GET" or (method, path) in _SAFE_TO_REPEAT or idempotency_key is not None
+        )
+        attempt = 1
+        while True:
+            try:
+                return await self._request(method, path, body, params, wait, headers)
+            except _Refused:
+                # Refused before anything was sent: safe to send again, where the API is
+                # now (Docker moves a published port when a container changes networks).
+                if self._locate is None or attempt == ATTEMPTS:
+                    raise
+            except _Unanswered:
+                if not repeatable or attempt == ATTEMPTS:
+                    raise
+                await asyncio.sleep(0.5 * attempt)
+            attempt += 1
+            if self._locate is not None:
+                self.base_url = (await self._locate()).rstrip("/")
 
     async def _request(
         self,
@@ -122,6 +153,7 @@ class AgentClient:
         body: dict[str, Any] | None,
         params: dict[str, Any] | None,
         wait: float,
+        headers: dict[str, str],
     ) -> Any:
         timeout = aiohttp.ClientTimeout(total=self._request_timeout + wait)
         what = f"{self.name}: {method} {path}"
@@ -130,6 +162,7 @@ class AgentClient:
                 method,
                 self.base_url + path,
                 json=body,
+                headers=headers,
                 timeout=timeout,
                 params={k: str(v) for k, v in (params or {}).items()},
             ) as response:
@@ -146,5 +179,7 @@ class AgentClient:
                 return payload
         except aiohttp.ClientConnectorError as exc:
             raise _Refused(f"{what} failed: {exc!r}") from None
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, TimeoutError) as exc:
+            raise _Unanswered(f"{what} failed: {exc!r}") from None
+        except aiohttp.ClientError as exc:
             raise AgentError(f"{what} failed: {exc!r}") from None

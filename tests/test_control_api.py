@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -9,6 +10,7 @@ import aiohttp
 import pytest
 
 from peerlab.peer.control import ControlServer
+from peerlab.scenarios.agent_client import AgentClient
 
 pytestmark = pytest.mark.integration
 
@@ -171,3 +173,64 @@ async def test_link_options_set_the_ice_policy_and_refuse_relay_without_turn(api
     # The refused change left the link as it was.
     options = await _post(session, f"{alice}/link-options", {"peer": "bob"})
     assert options == {"peer": "bob", "relay_only": False, "turn": False}
+
+
+async def test_a_repeated_idempotency_key_sends_once(api):
+    session, alice, _ = api
+    body = {"peer": "zed", "type": "text", "conversation": "c", "body": "once"}
+    answers = []
+    for key in ("k1", "k1", "k2"):
+        async with session.post(
+            f"{alice}/send", json=body, headers={"Idempotency-Key": key}
+        ) as response:
+            assert response.status == 200
+            answers.append(await response.json())
+    assert answers[0] == answers[1]
+    assert answers[2]["message"]["id"] != answers[0]["message"]["id"]
+    assert (await _get(session, f"{alice}/state"))["links"]["zed"]["unacked"] == 2
+    async with session.post(
+        f"{alice}/send", json=body, headers={"Idempotency-Key": "x" * 65}
+    ) as response:
+        assert response.status == 400
+        assert "Idempotency-Key" in (await response.json())["error"]
+
+
+async def _drop_first_answer(target_port: int) -> tuple[asyncio.Server, list[int]]:
+    """A TCP relay to the agent that passes the first request on but closes the client's
+    connection before the answer comes back: the request arrived, its answer did not."""
+    connections: list[int] = []
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(len(connections))
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        first = len(connections) == 1
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        if first:
+            upstream_writer.write(await reader.read(65536))
+            await upstream_writer.drain()
+            await upstream_reader.read(65536)  # the answer, thrown away
+            writer.close()
+            upstream_writer.close()
+            return
+        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    return server, connections
+
+
+async def test_the_client_asks_again_when_an_answer_is_lost_and_sends_once(api):
+    session, alice, _ = api
+    server, connections = await _drop_first_answer(int(alice.rsplit(":", 1)[1]))
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        client = AgentClient("alice", f"http://127.0.0.1:{port}", session)
+        message = await client.send("zed", "text", conversation="c", body="once")
+    assert len(connections) == 2
+    assert message is not None and message["body"] == "once"
+    assert (await _get(session, f"{alice}/state"))["links"]["zed"]["unacked"] == 1
