@@ -28,8 +28,9 @@ from typing import Any
 
 from peerlab.scenarios.bundle import replay_command, write_bundle
 from peerlab.scenarios.catalog import Scenario
-from peerlab.scenarios.check_run import check_folder
+from peerlab.scenarios.check_run import check_folder, load_run
 from peerlab.scenarios.checker import CheckResult
+from peerlab.scenarios.connect_times import connect_times, summarize
 from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.profile_runtime import network_profile
 from peerlab.scenarios.profiles import Profile
@@ -53,6 +54,10 @@ class Outcome:
     profile's shaping included); teardown_s evidence collected and the stack removed."""
     body_s: float = 0.0
     teardown_s: float = 0.0
+    connect_p50_ms: float | None = None
+    """Offer sent → channel open over every link the scenario connected (None: no link
+    was); docs/scenarios.md."""
+    connect_p95_ms: float | None = None
 
 
 def case_name(scenario: Scenario, profile: Profile | None) -> str:
@@ -99,6 +104,9 @@ async def run_scenario(
         folder,
         **_phases(lab.phases, time.monotonic() - started),
     )
+    connects = summarize(connect_times(load_run(folder)[0])) if folder.is_dir() else None
+    if connects is not None:
+        outcome.connect_p50_ms, outcome.connect_p95_ms = connects.p50_ms, connects.p95_ms
     verdict = check_history(folder, lab.progress)
     if verdict is not None and verdict.valid is False and outcome.passed:
         outcome.passed = False
@@ -188,11 +196,15 @@ def write_junit(outcomes: Sequence[Outcome], path: Path, suite: str = "peerlab")
     ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}ms"
+
+
 def summary_table(outcomes: Sequence[Outcome]) -> str:
     width = max([20, *(len(o.scenario) + 2 for o in outcomes)])
     header = (
         f"{'scenario':<{width}}{'result':<8}{'time':>8}{'start':>8}{'body':>8}{'down':>8}"
-        f"{'peers':>7}{'links':>7}{'sent':>7}{'acked':>7}"
+        f"{'peers':>7}{'links':>7}{'sent':>7}{'acked':>7}{'conn p50':>10}{'p95':>8}"
     )
     rows = [header, "-" * len(header)]
     for o in outcomes:
@@ -200,6 +212,7 @@ def summary_table(outcomes: Sequence[Outcome]) -> str:
             f"{o.scenario:<{width}}{'pass' if o.passed else 'FAIL':<8}{o.seconds:>7.1f}s"
             f"{o.start_s:>7.1f}s{o.body_s:>7.1f}s{o.teardown_s:>7.1f}s"
             f"{o.peers:>7}{o.links:>7}{o.sent:>7}{o.acked:>7}"
+            f"{_ms(o.connect_p50_ms):>10}{_ms(o.connect_p95_ms):>8}"
         )
     for o in outcomes:
         if not o.passed:

@@ -95,7 +95,7 @@ def test_extra_peers_extend_peer1_with_their_own_ids():
 
 def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):
     outcomes = [
-        Outcome("two_peers", True, 20.0, 2, 10, 10, 1),
+        Outcome("two_peers", True, 20.0, 2, 10, 10, 1, connect_p50_ms=41.6, connect_p95_ms=88.0),
         Outcome(
             "peer_killed",
             False,
@@ -118,4 +118,7 @@ def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):
     assert str(tmp_path / "peer_killed") in failed.text
     table = summary_table(outcomes)
     assert "two_peers           pass" in table and "peer_killed         FAIL" in table
+    rows = {line.split()[0]: line.split() for line in table.splitlines()[2:4]}
+    assert rows["two_peers"][-2:] == ["42ms", "88ms"]
+    assert rows["peer_killed"][-2:] == ["-", "-"]
     assert f"evidence kept in {tmp_path / 'peer_killed'}" in table
