@@ -36,7 +36,13 @@ from peerlab.scenarios.images import add_images_parser, run_images
 from peerlab.scenarios.profiles import Profile, load_profile, shipped_profiles
 from peerlab.scenarios.replay import add_replay_parser, run_replay
 from peerlab.scenarios.report import add_report_parser, run_report
-from peerlab.scenarios.runner import new_run_dir, run_scenario, summary_table, write_junit
+from peerlab.scenarios.runner import (
+    Outcome,
+    new_run_dir,
+    run_scenario,
+    summary_table,
+    write_junit,
+)
 from peerlab.scenarios.soak import add_soak_parser, run_soak
 from peerlab.scenarios.spec_files import SpecError
 from peerlab.scenarios.topology import parse_topology
@@ -45,6 +51,13 @@ BROKEN_AGENTS = {
     "no-acks": "peerlab.scenarios.broken_agent",
     "double-delivery": "peerlab.scenarios.broken_agent_double_delivery",
 }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def plan_cases(args: argparse.Namespace) -> list[tuple[catalog.Scenario, Profile | None]]:
@@ -81,37 +94,46 @@ async def _run(args: argparse.Namespace, cases: list) -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     run_dir = new_run_dir(args.results)
     env = {"PEERLAB_PEER_MODULE": BROKEN_AGENTS[args.broken_agent]} if args.broken_agent else None
-    outcomes = []
-    for scenario, profile in cases:
-        outcome = await run_scenario(
-            scenario,
-            run_dir,
-            peers=args.peers,
-            seed=args.seed,
-            keep=args.keep,
-            env=env,
-            profile=profile,
-        )
-        name = outcome.scenario
-        if args.command == "matrix" and outcome.folder is not None:
-            table = outcome.folder / "nat_matrix.md"
-            print(table.read_text() if table.exists() else "(no table: the stack did not start)")
-        outcomes.append(outcome)
-        print(
-            f"{name}: {'pass' if outcome.passed else 'FAIL'} ({outcome.seconds:.1f}s)"
-            + (
-                f"\n  {outcome.error}\n  replay: {replay_command(outcome.folder)}"
-                if not outcome.passed and outcome.folder
-                else ""
-            ),
-            file=sys.stderr,
-            flush=True,
-        )
+    # Independent scenarios run side by side (each lab has its own project, networks and
+    # address prefix); the summary keeps the order they were listed in.
+    slots = asyncio.Semaphore(args.jobs)
+
+    async def run_case(scenario: catalog.Scenario, profile: Profile | None) -> Outcome:
+        async with slots:
+            outcome = await run_scenario(
+                scenario,
+                run_dir,
+                peers=args.peers,
+                seed=args.seed,
+                keep=args.keep,
+                env=env,
+                profile=profile,
+            )
+        _say_outcome(args, outcome)
+        return outcome
+
+    outcomes = list(await asyncio.gather(*(run_case(s, p) for s, p in cases)))
     junit = args.junit or run_dir / "junit.xml"
     write_junit(outcomes, junit)
     print("\n" + summary_table(outcomes))
     print(f"\nJUnit XML: {junit}")
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def _say_outcome(args: argparse.Namespace, outcome: Outcome) -> None:
+    if args.command == "matrix" and outcome.folder is not None:
+        table = outcome.folder / "nat_matrix.md"
+        print(table.read_text() if table.exists() else "(no table: the stack did not start)")
+    print(
+        f"{outcome.scenario}: {'pass' if outcome.passed else 'FAIL'} ({outcome.seconds:.1f}s)"
+        + (
+            f"\n  {outcome.error}\n  replay: {replay_command(outcome.folder)}"
+            if not outcome.passed and outcome.folder
+            else ""
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,6 +154,12 @@ def main(argv: list[str] | None = None) -> None:
         "--keep", action="store_true", help="keep the results folder of passing scenarios too"
     )
     run.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        help="scenarios run side by side, each on a stack of its own (default 1)",
+    )
+    run.add_argument(
         "--broken-agent",
         choices=sorted(BROKEN_AGENTS),
         help="run a deliberately broken agent, to see the suite catch it",
@@ -141,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         help="measure which NAT pairs connect, and how, next to the theory (markdown)",
     )
     matrix.add_argument("kind", choices=["nat"])
-    matrix.set_defaults(peers=None, keep=True, broken_agent=None)
+    matrix.set_defaults(peers=None, keep=True, broken_agent=None, jobs=1)
     for command in (run, matrix):
         command.add_argument("--seed", type=int, default=1, help="seed of all randomness")
         command.add_argument("--junit", type=Path, help="where to write the JUnit XML report")

@@ -34,7 +34,8 @@ from peerlab.scenarios.faults import Faults
 from peerlab.scenarios.history import History
 from peerlab.scenarios.host_conntrack import HostConntrackExemption
 from peerlab.scenarios.nat_check import verify_nats
-from peerlab.scenarios.router_client import RouterClient, RouterError
+from peerlab.scenarios.readiness import Probe, wait_ready
+from peerlab.scenarios.router_client import RouterClient
 from peerlab.scenarios.stack import (
     CONTROL_PORT,
     INFRA_SERVICES,
@@ -43,7 +44,7 @@ from peerlab.scenarios.stack import (
     Stack,
     peer_names,
 )
-from peerlab.scenarios.subnets import pick_prefix
+from peerlab.scenarios.subnets import release_prefix
 from peerlab.scenarios.topology import ROUTER_CONTROL_PORT, parse_topology
 from peerlab.scenarios.toxiproxy import Toxiproxy
 
@@ -92,7 +93,7 @@ class Lab:
         # Checked before anything starts: a bad topology costs no container.
         self.topology = parse_topology(topology, self.peers)
         self.containers = Containers(project)
-        prefix = pick_prefix(self.containers.used_networks(), random.Random())
+        prefix = self.containers.claim_prefix(random.Random())
         self.stack = Stack(
             project, run_dir, peers, env, prefix=prefix, topology=self.topology, seed=seed
         )
@@ -133,7 +134,8 @@ class Lab:
         try:
             await self.start(self.peers)
             self.toxiproxy = Toxiproxy(
-                f"http://{await self.stack.port('toxiproxy', TOXIPROXY_PORT)}", self._session
+                f"http://{await self.containers.published('toxiproxy', TOXIPROXY_PORT)}",
+                self._session,
             )
             if self.topology.lans:
                 await self._prove_nats()
@@ -151,7 +153,8 @@ class Lab:
 
     async def start(self, peers: Sequence[str]) -> None:
         """Bring up the infrastructure and routers (once) and these peers; wait until all
-        are healthy."""
+        are ready: Toxiproxy's API and STUN answer, each router's API answers, each agent
+        is registered with the signaling server."""
         self.progress(f"starting {', '.join(peers)} (compose project {self.stack.project})")
         started = time.monotonic()
         await self.stack.up([*INFRA_SERVICES, *self.topology.routers, *peers])
@@ -159,13 +162,45 @@ class Lab:
             networks = ["lab", *(lan.network for lan in self.topology.lans)]
             bridges = await self.host_conntrack.install(networks)
             self.progress(f"host connection tracking off for the lab's bridges {bridges}")
-        for name in peers:
-            await self._add_agent(name)
+        await asyncio.gather(*(self._add_agent(name) for name in peers))
         for lan in self.topology.lans:
             if lan.name not in self.routers:
-                url = f"http://{await self.stack.port(lan.router, ROUTER_CONTROL_PORT)}"
+                url = f"http://{await self.containers.published(lan.router, ROUTER_CONTROL_PORT)}"
                 self.routers[lan.name] = RouterClient(lan.router, url, self._session)
-        self.progress(f"stack healthy in {time.monotonic() - started:.1f}s")
+        probes = {
+            "toxiproxy": self._answers("toxiproxy", TOXIPROXY_PORT, "/version"),
+            "stun": self._stun_answers,
+            **{
+                lan.router: self._answers(lan.router, ROUTER_CONTROL_PORT)
+                for lan in self.topology.lans
+            },
+            **{name: self._registered(name) for name in peers},
+        }
+        await wait_ready(probes, self.containers.state, timeout=120)
+        self.progress(f"stack ready in {time.monotonic() - started:.1f}s")
+
+    def _answers(self, service: str, port: int, path: str = "/healthz") -> Probe:
+        async def probe() -> str | None:
+            url = f"http://{await self.containers.published(service, port)}{path}"
+            async with self._session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as reply:
+                return None if reply.status == 200 else f"answers {reply.status}"
+
+        return probe
+
+    async def _stun_answers(self) -> str | None:
+        await self.containers.exec("stun", ["turnutils_stunclient", f"{self.stack.prefix}.0.11"])
+        return None
+
+    def _registered(self, peer: str) -> Probe:
+        answers = self._answers(peer, CONTROL_PORT)
+
+        async def probe() -> str | None:
+            if (missing := await answers()) is not None:
+                return missing
+            health = await self.agents[peer].health()
+            return None if health["registered"] else "its agent is not registered yet"
+
+        return probe
 
     async def kill(self, peer: str) -> None:
         """SIGKILL a peer's container (a crash), recorded in the history as a nemesis
@@ -197,7 +232,7 @@ class Lab:
         moves its published port (the container restarted or changed networks)."""
 
         async def locate() -> str:
-            return f"http://{await self.stack.port(name, CONTROL_PORT)}"
+            return f"http://{await self.containers.published(name, CONTROL_PORT)}"
 
         self.agents[name] = AgentClient(name, await locate(), self._session, locate=locate)
 
@@ -362,30 +397,28 @@ class Lab:
     # ---- evidence and teardown ----
 
     async def _collect(self) -> None:
+        """Everything at once: at teardown, the time this takes is the user's."""
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        for service in [*INFRA_SERVICES, *self.topology.routers, *self.agents]:
-            (logs / f"{service}.log").write_text(await self.stack.logs(service))
-        states = {}
-        for name, agent in self.agents.items():
-            try:
-                states[name] = await agent.state()
-            except AgentError as exc:
-                states[name] = {"error": str(exc)}
-        (self.run_dir / "agents.json").write_text(json.dumps(states, indent=2))
+        services = [*INFRA_SERVICES, *self.topology.routers, *self.agents]
+        for service, text in zip(
+            services, await asyncio.gather(*map(self.containers.logs, services)), strict=True
+        ):
+            (logs / f"{service}.log").write_text(text)
+        agents = await asyncio.gather(*(_state_or_error(a) for a in self.agents.values()))
+        (self.run_dir / "agents.json").write_text(
+            json.dumps(dict(zip(self.agents, agents, strict=True)), indent=2)
+        )
         try:
             proxies = await self.toxiproxy.proxies()
         except Exception as exc:  # evidence collection must not mask the real failure
             proxies = {"error": str(exc)}
         (self.run_dir / "toxiproxy.json").write_text(json.dumps(proxies, indent=2))
-        routers = {}
-        for name, router in self.routers.items():
-            try:
-                routers[name] = await router.state()
-            except RouterError as exc:
-                routers[name] = {"error": str(exc)}
-        if routers:
-            (self.run_dir / "routers.json").write_text(json.dumps(routers, indent=2))
+        if self.routers:
+            routers = await asyncio.gather(*(_state_or_error(r) for r in self.routers.values()))
+            (self.run_dir / "routers.json").write_text(
+                json.dumps(dict(zip(self.routers, routers, strict=True)), indent=2)
+            )
 
     async def _teardown(self) -> None:
         started = time.monotonic()
@@ -402,6 +435,7 @@ class Lab:
                     await self.stack.down()
                 leftovers = await asyncio.to_thread(self.containers.leftovers)
             finally:
+                release_prefix(self.stack.prefix)
                 # Also when `down` failed: an open HTTP session would be reported at exit.
                 self.containers.close()
                 if self._session is not None:
@@ -410,3 +444,11 @@ class Lab:
             if leftovers:
                 raise AssertionError(f"teardown left behind: {', '.join(leftovers)}")
             self.progress("stack removed")
+
+
+async def _state_or_error(client: AgentClient | RouterClient) -> dict[str, Any]:
+    """A client's /state, or the error that stood in the way (a killed agent has none)."""
+    try:
+        return await client.state()
+    except Exception as exc:  # evidence collection must not mask the real failure
+        return {"error": str(exc)}

@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ipaddress
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -34,7 +34,7 @@ import docker
 from docker.errors import ContainerError, NotFound
 from docker.models.containers import Container
 
-from peerlab.scenarios.subnets import used_networks
+from peerlab.scenarios.subnets import claim_prefix
 from peerlab.scenarios.topology import Topology, compose_override
 
 # PeerLab's own files (compose.yaml, docker/): the repository root in a checkout, the
@@ -222,20 +222,13 @@ class Stack:
         }
 
     async def up(self, services: Sequence[str], timeout: float = 120.0) -> None:
-        """Start services and wait until their health checks pass."""
+        """Create and start services, not waiting for them to be ready: the lab asks each
+        one itself (scenarios/readiness.py), every 0.1 s rather than at Docker's health
+        check interval, which on this engine also delays the first check."""
         self.events_dir.mkdir(parents=True, exist_ok=True)
         hold(self.project, "stack")
         await self.compose(
-            "up",
-            "--detach",
-            "--wait",
-            "--wait-timeout",
-            str(int(timeout)),
-            "--no-build",
-            "--pull",
-            "never",
-            *services,
-            timeout=timeout + 30,
+            "up", "--detach", "--no-build", "--pull", "never", *services, timeout=timeout
         )
 
     async def down(self) -> None:
@@ -276,16 +269,6 @@ class Stack:
                 f"{result.stdout.decode(errors='replace')[-3000:]}"
             )
         release(self.project, "stack")
-
-    async def port(self, service: str, container_port: int) -> str:
-        """host:port where a service's container port is published (always 127.0.0.1)."""
-        out = await self.compose("port", service, str(container_port), timeout=30)
-        return out.strip().splitlines()[-1]
-
-    async def logs(self, service: str) -> str:
-        return await self.compose(
-            "logs", "--no-color", "--timestamps", service, timeout=60, check=False
-        )
 
     def _command(self, args: Sequence[str]) -> list[str]:
         command = [
@@ -404,6 +387,37 @@ class Containers:
             raise StackError(f"{service}: `{' '.join(command)}` failed ({code}): {text[-500:]}")
         return text
 
+    async def published(self, service: str, container_port: int) -> str:
+        """host:port where a service's TCP port is published (always on 127.0.0.1). Read
+        from the engine, not `docker compose port`: one API call instead of a process."""
+        container = await asyncio.to_thread(self.container, service)
+        bindings = (container.attrs["NetworkSettings"].get("Ports") or {}).get(
+            f"{container_port}/tcp"
+        )
+        if not bindings:
+            raise StackError(f"{service}: port {container_port} is not published (yet)")
+        return f"127.0.0.1:{bindings[0]['HostPort']}"
+
+    async def logs(self, service: str) -> str:
+        """The service container's whole log, stdout and stderr, each line timestamped."""
+        try:
+            container = await asyncio.to_thread(self.container, service)
+            return (await asyncio.to_thread(container.logs, timestamps=True)).decode(
+                errors="replace"
+            )
+        except (StackError, docker.errors.APIError) as exc:
+            return f"(no log: {exc})\n"
+
+    async def state(self, service: str) -> str:
+        """What the engine says of the service's container: "running", or how it ended
+        ("exited with code 1"), with its last log lines when it is not running."""
+        container = await asyncio.to_thread(self.container, service)
+        state = container.attrs["State"]
+        if state.get("Running"):
+            return "running"
+        tail = (await asyncio.to_thread(container.logs, tail=15)).decode(errors="replace")
+        return f"{state.get('Status')} with code {state.get('ExitCode')}; its last lines:\n{tail}"
+
     async def address(self, service: str, network: str = "lab") -> str:
         """The service container's IPv4 address on one of the project's networks."""
         container = await asyncio.to_thread(self.container, service)
@@ -468,8 +482,9 @@ class Containers:
         net = await asyncio.to_thread(self._client.networks.get, self.network(network))
         return bridge_name(net.attrs)
 
-    def used_networks(self) -> list[ipaddress.IPv4Network]:
-        return used_networks(self._client)
+    def claim_prefix(self, rng: random.Random) -> str:
+        """A free "10.X" prefix for the run's networks (scenarios/subnets.py)."""
+        return claim_prefix(self._client, rng)
 
     def leftovers(self) -> list[str]:
         """Containers, networks and volumes of this project still present (should be none)."""

@@ -1,7 +1,8 @@
 """Choosing a run's address prefix: a 10.X.0.0/16 block that no Docker network and no
 host route uses, so that runs side by side (and the user's own networks) never collide.
 
-`pick_prefix` is pure; `used_networks` asks Docker and the kernel what is taken.
+`pick_prefix` is pure; `used_networks` asks Docker and the kernel what is taken;
+`claim_prefix` holds a choice for this process until its lab is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +36,23 @@ def pick_prefix(used: Iterable[ipaddress.IPv4Network], rng: random.Random) -> st
             "Docker network or a host route; remove unused networks (`docker network prune`)"
         )
     return f"10.{rng.choice(free)}"
+
+
+_claimed: set[str] = set()
+"""Prefixes this process handed out whose networks may not exist yet: labs started side by
+side (`peerlab run --jobs`) choose before either has created its networks."""
+
+
+def claim_prefix(client: docker.DockerClient, rng: random.Random) -> str:
+    """A free prefix, held for this process until `release_prefix`."""
+    claimed = [ipaddress.ip_network(f"{prefix}.0.0/16") for prefix in _claimed]
+    prefix = pick_prefix([*used_networks(client), *claimed], rng)
+    _claimed.add(prefix)
+    return prefix
+
+
+def release_prefix(prefix: str) -> None:
+    _claimed.discard(prefix)
 
 
 def used_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:

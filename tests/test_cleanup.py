@@ -222,7 +222,7 @@ def test_ctrl_c_twice_to_the_whole_process_group_leaves_nothing(tmp_path):
     # setsid execs the command as the leader of a process group of its own.
     started = Started(["setsid", *command, "--results", str(tmp_path)])
     run = started.run_id()
-    started.wait_for("a healthy stack", lambda: started.said("stack healthy"))
+    started.wait_for("a ready stack", lambda: started.said("stack ready"))
     group = os.getpgid(started.process.pid)
     os.killpg(group, signal.SIGINT)
     time.sleep(1.0)
@@ -270,7 +270,7 @@ def test_sigterm_to_pytest_in_a_lab_leaves_nothing(tmp_path):
 def test_peerlab_clean_removes_what_a_sigkilled_run_left(tmp_path):
     started = peerlab_run(tmp_path)
     run = started.run_id()
-    started.wait_for("a healthy stack", lambda: started.said("stack healthy"))
+    started.wait_for("a ready stack", lambda: started.said("stack ready"))
     started.process.kill()
     started.finish()
     left = _names(f"peerlab.run={run}")
