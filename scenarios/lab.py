@@ -429,10 +429,13 @@ class Lab:
             self.progress(f"could not collect all evidence: {exc}")
         finally:
             try:
-                try:
-                    await self.host_conntrack.remove()
-                finally:
-                    await self.stack.down()
+                # Side by side: the host rules name bridges, not containers.
+                results = await asyncio.gather(
+                    self.host_conntrack.remove(), self.stack.down(), return_exceptions=True
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        raise result
                 leftovers = await asyncio.to_thread(self.containers.leftovers)
             finally:
                 release_prefix(self.stack.prefix)

@@ -251,6 +251,9 @@ class Stack:
     def _down(self) -> None:
         # In a thread, so that cancellation cannot stop it; its own session, so that a
         # signal sent to our process group (Ctrl-C, a CI runner's SIGTERM) cannot either.
+        # Everything is stopped at once first: `compose down` stops in dependency order,
+        # one stage after another (agents, then routers, then Toxiproxy, ...).
+        self._stop_all()
         args = ["down", "--volumes", "--remove-orphans", "--timeout", "5"]
         try:
             result = subprocess.run(
@@ -269,6 +272,25 @@ class Stack:
                 f"{result.stdout.decode(errors='replace')[-3000:]}"
             )
         release(self.project, "stack")
+
+    def _stop_all(self) -> None:
+        """SIGTERM to every running container of the project together (`docker stop`
+        stops its arguments in parallel); what fails here, `compose down` does again."""
+        label = f"label=com.docker.compose.project={self.project}"
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            running = subprocess.run(
+                ["docker", "ps", "--quiet", "--filter", label],
+                capture_output=True,
+                timeout=30,
+                start_new_session=True,
+            ).stdout.split()
+            if running:
+                subprocess.run(
+                    ["docker", "stop", "--time", "5", *map(bytes.decode, running)],
+                    capture_output=True,
+                    timeout=60,
+                    start_new_session=True,
+                )
 
     def _command(self, args: Sequence[str]) -> list[str]:
         command = [
