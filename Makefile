@@ -63,9 +63,11 @@ docker:
 images: docker
 	@bash scripts/build-images.sh
 
+# Scenarios run side by side, each on a stack of its own; JOBS=1 runs one at a time.
+JOBS ?= 3
 scenarios: venv images
 	docker compose config --quiet
-	$(PY) -m peerlab.scenarios.cli run all --junit $(RESULTS)/junit-scenarios.xml
+	$(PY) -m peerlab.scenarios.cli run all --jobs $(JOBS) --junit $(RESULTS)/junit-scenarios.xml
 
 # Scenarios users write, run the way they run them: files outside the package, one
 # scenario under a matrix of network profiles (one JUnit test case per scenario x profile),
@@ -75,7 +77,7 @@ examples: venv images
 	$(PY) -m peerlab.scenarios.cli run examples/scenarios/every_message_type.py \
 		--junit $(RESULTS)/junit-examples-python.xml
 	$(PY) -m peerlab.scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
-		--profile $(EXAMPLE_PROFILES) --junit $(RESULTS)/junit-examples-profiles.xml
+		--profile $(EXAMPLE_PROFILES) --jobs $(JOBS) --junit $(RESULTS)/junit-examples-profiles.xml
 	cd examples/pytest && $(abspath $(PY)) -m pytest -q --peerlab-profile lan,wifi \
 		--peerlab-results $(abspath $(RESULTS)) \
 		--junitxml=$(abspath $(RESULTS))/junit-examples-pytest.xml
