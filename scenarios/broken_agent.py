@@ -5,10 +5,10 @@
 """
 
 from peerlab.peer.__main__ import main
-from peerlab.peer.message_channel import MessageChannel
+from peerlab.peer.link_core import LinkCore
 
-# Every ack frame, automatic or by hand, leaves through MessageChannel._ack.
-MessageChannel._ack = lambda self, acked_ids, *, checked: None
+# Every ack frame, automatic or by hand, leaves through LinkCore._send_acks.
+LinkCore._send_acks = lambda self, now, acked_ids: None
 
 if __name__ == "__main__":
     main()

@@ -94,7 +94,7 @@ async def test_what_the_store_holds_and_the_log_missed_is_recorded_on_restart(tm
     # A crash between the store's commit and the event log's write, on both sides.
     bob.store.deliver("alice", [_text(0)])
     bob.store.commit()
-    unlogged = bob.manager.channel("carol")._outbox.send(_text(0, epoch=bob.epoch), 0.0)
+    unlogged = _text(0, epoch=bob.epoch)  # as bob's outbox numbers it: seq 0, base 0
     bob.store.accept("carol", unlogged)
 
     restarted = _agent(tmp_path, "bob")
