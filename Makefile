@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples suite-check docker images chromium lint lint-ci format bench lock clean
+.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples suite-check docker images chromium lint lint-ci format bench bench-scale lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
@@ -25,6 +25,8 @@ help:
 	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
+	@echo "make bench-scale a full mesh of 16 agents through the real stack: connect time,"
+	@echo "                delivery, memory and CPU per agent (SCALE_ARGS=\"--peers 32 ...\")"
 	@echo "make lint | format | lock | clean"
 
 $(STAMP): requirements.lock requirements-dev.lock pyproject.toml
@@ -106,6 +108,12 @@ format: venv
 
 bench: venv
 	$(PY) -m bench.agent_vs_raw
+
+# A full mesh of N agent containers through the real stack (bench/scale.py): every pair
+# connected, every agent sends to every other; ends with the `mesh peers=...` line.
+SCALE_ARGS ?=
+bench-scale: venv images
+	$(PY) -m bench.scale $(SCALE_ARGS)
 
 # Re-pin: runtime closure into requirements.lock, the rest into requirements-dev.lock.
 lock:

@@ -5,7 +5,8 @@ Phases, as in bench/raw_end.py: `Workload.round_trips` send→ack round trips on
 (the last `rtt_samples` are measured: from `send_text` to the ACK handler receiving the
 message), then `Workload.messages` texts as fast as `MessageChannel.drain` lets them go.
 The receiving end counts deliveries (its TEXT handler); the sending end also records when
-the last message was acked.
+the last message was acked. Connect time runs from the moment the receiver is present in
+the room (both ends up, as in bench/raw_end.py) to the connected link.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
+from bench import wire
 from bench.processes import Control
 from bench.workload import CONVERSATION, Workload
 from peerlab.peer.agent import Agent, AgentConfig
@@ -21,6 +24,23 @@ from peerlab.peer.message_channel import MessageChannel
 from peerlab.peer.protocol import ChannelMessage, MessageType, encode
 from peerlab.peer.store import parse_sync
 from peerlab.signaling.auth import make_token
+
+
+def _connection(agent: Agent, remote: str) -> Any:
+    """The link's current RTCPeerConnection, for its wire counters (bench/wire.py): the
+    manager keeps it private, so None if that ever moves."""
+    try:
+        return agent.manager._links[remote].pc.pc
+    except (AttributeError, KeyError):
+        return None
+
+
+async def _present(agent: Agent, remote: str, timeout: float = 30.0) -> None:
+    """Return once `remote` is registered in the room: the other end is up."""
+    since = agent.events.last_seq
+    if remote not in agent.signaling.peers:
+        match = {"kind": "presence", "event": "joined", "peer": remote}
+        await agent.events.wait_for(match, since=since, timeout=timeout)
 
 
 def _agent(url: str, room: str, secret: str, peer_id: str, store: str | None, folder: str) -> Agent:
@@ -69,6 +89,7 @@ async def sender(
     channel.on(MessageType.ACK, on_ack)
     try:
         await agent.start()
+        await _present(agent, remote)
         started = time.perf_counter()
         await agent.connect(remote)
         connect_s = time.perf_counter() - started
@@ -77,6 +98,7 @@ async def sender(
         body = workload.body()
         loop = asyncio.get_running_loop()
         rtts = []
+        control.start_profile("round-trips")
         for i in range(workload.round_trips):
             ack = loop.create_future()
             sent = time.perf_counter()
@@ -84,9 +106,12 @@ async def sender(
             received = await ack
             if i >= workload.warmup:
                 rtts.append(received - sent)
+        control.stop_profile()
         control.progress(f"{len(rtts)} round trips done")
 
         control.start_profile("throughput")
+        pc = _connection(agent, remote)
+        wire_before = wire.sent(pc)
         cpu = time.process_time()
         frames = channel.frames_sent
         first_sent = time.monotonic()
@@ -95,6 +120,7 @@ async def sender(
         await all_acked.wait()
         cpu = time.process_time() - cpu
         frames = channel.frames_sent - frames
+        on_wire = wire.since(wire_before, wire.sent(pc))
         control.stop_profile()
 
         control.result(
@@ -107,6 +133,7 @@ async def sender(
                 "cpu_s": cpu,
                 "frames": frames,
                 "frame_bytes": len(encode(last_message).encode()),
+                "wire": on_wire,
                 "retransmissions": len(agent.events.since(0, {"kind": "retransmitted"})),
             }
         )
@@ -139,14 +166,16 @@ async def receiver(
     last_delivered = 0.0
     cpu = 0.0
     frames = 0
+    wire_before: tuple[int, int] | None = None
     done = asyncio.Event()
     channel = agent.manager.channel(remote)
 
     def on_text(_message: ChannelMessage) -> None:
-        nonlocal delivered, last_delivered, cpu, frames
+        nonlocal delivered, last_delivered, cpu, frames, wire_before
         delivered += 1
         if delivered == workload.round_trips:
             control.start_profile("throughput")
+            wire_before = wire.sent(_connection(agent, remote))
             cpu = time.process_time()
             frames = channel.frames_sent
         elif delivered == workload.total_messages:
@@ -166,6 +195,7 @@ async def receiver(
                 "last_delivered": last_delivered,
                 "cpu_s": cpu,
                 "frames": frames,
+                "wire": wire.since(wire_before, wire.sent(_connection(agent, remote))),
                 "duplicates": len(agent.events.since(0, {"kind": "duplicate"})),
             }
         )

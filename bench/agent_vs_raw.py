@@ -11,10 +11,18 @@ Each run starts two fresh processes (spawn), one per end, on loopback:
 Both send the same body (`--size` bytes of text): round trips one at a time (raw:
 ping-pong; agent: send → ack), then `--messages` messages one way with the same
 `bufferedAmount` backpressure. Throughput is messages ÷ (last arrival at the receiver -
-first send), both read from the host-wide monotonic clock. Raw and agent runs alternate
-`--repeat` times (the machines are noisy) and the summary takes medians. The agent also
-runs with a durable store (`--store`, docs/store.md), reported in a second table next to
-the agent in memory; the targets are the in-memory agent's.
+first send), both read from the host-wide monotonic clock. Connect time runs from the
+moment both ends are up (their processes start at different times) to the open data
+channel, each RTCPeerConnection made on the clock in both paths. Raw and agent runs
+alternate `--repeat` times (the machines are noisy) and the summary takes medians. The
+agent also runs with a durable store (`--store`, docs/store.md), reported in a second
+table next to the agent in memory; the targets are the in-memory agent's.
+
+Per message of the throughput phase, the summary gives each end's CPU time, the
+data-channel frames it sent, and what it put on the wire (bench/wire.py): UDP datagrams,
+i.e. SCTP packets, data or acknowledgement (SACK), one each since aiortc bundles no
+chunks, and their bytes. A regression then shows where it comes from: more CPU at one
+end, more frames (acks, no batching), or more or bigger packets.
 
 The last line is machine-readable:
     agent_vs_raw throughput_ratio=<agent msgs/s ÷ raw> rtt_p50_ratio=<agent p50 ÷ raw p50>
@@ -66,6 +74,14 @@ class RunFigures:
     """Data-channel frames the sending end put on the wire per message (throughput phase)."""
     receiver_frames: float
     """The same for the receiving end (acks; heartbeats on an idle moment)."""
+    sender_packets: float | None
+    """UDP datagrams the sending end sent per message (SCTP data packets and SACKs);
+    None if aiortc's counters could not be read."""
+    sender_wire_bytes: float | None
+    """Their bytes per message."""
+    receiver_packets: float | None
+    """The same for the receiving end (its SACKs, and the packets of its acks)."""
+    receiver_wire_bytes: float | None
     acked_msgs_per_s: float | None = None
     """Agent only: messages ÷ (last ack at the sender - first send)."""
 
@@ -96,6 +112,10 @@ def _figures(
 ) -> RunFigures:
     rtts = sender["rtts"]
     acked = sender.get("last_acked")
+
+    def per_message(counts: tuple[int, int] | None, index: int) -> float | None:
+        return None if counts is None else counts[index] / workload.messages
+
     return RunFigures(
         connect_ms=sender["connect_s"] * 1000,
         msgs_per_s=workload.messages / (arrival - sender["first_sent"]),
@@ -106,6 +126,10 @@ def _figures(
         receiver_cpu_us=receiver["cpu_s"] / workload.messages * 1e6,
         sender_frames=sender["frames"] / workload.messages,
         receiver_frames=receiver["frames"] / workload.messages,
+        sender_packets=per_message(sender["wire"], 0),
+        sender_wire_bytes=per_message(sender["wire"], 1),
+        receiver_packets=per_message(receiver["wire"], 0),
+        receiver_wire_bytes=per_message(receiver["wire"], 1),
         acked_msgs_per_s=(
             None if acked is None else workload.messages / (acked - sender["first_sent"])
         ),
@@ -170,6 +194,10 @@ def print_table(raw: list[RunFigures], agent: list[RunFigures]) -> tuple[float, 
     def mid(runs: list[RunFigures], name: str) -> float:
         return median([getattr(r, name) for r in runs])
 
+    def mid_or_dash(runs: list[RunFigures], name: str, number: str) -> str:
+        values = [getattr(r, name) for r in runs]
+        return "-" if None in values else number.format(median(values))
+
     throughput_ratio = mid(agent, "msgs_per_s") / mid(raw, "msgs_per_s")
     rtt_ratio = mid(agent, "rtt_p50_ms") / mid(raw, "rtt_p50_ms")
     connect = (f"{mid(raw, 'connect_ms'):.0f}", f"{mid(agent, 'connect_ms'):.0f}")
@@ -215,6 +243,13 @@ def print_table(raw: list[RunFigures], agent: list[RunFigures]) -> tuple[float, 
         rows.append(
             (f"frames/msg {side}", f"{mid(raw, name):.2f}", f"{mid(agent, name):.2f}", "", "")
         )
+    for label, name, number in (
+        ("packets/msg", "packets", "{:.2f}"),
+        ("wire B/msg", "wire_bytes", "{:.0f}"),
+    ):
+        for side in ("sender", "receiver"):
+            cells = [mid_or_dash(runs, f"{side}_{name}", number) for runs in (raw, agent)]
+            rows.append((f"{label} {side}", *cells, "", ""))
     header = ("median of runs", "raw aiortc", "PeerLab agent", "ratio", "target")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:

@@ -3,6 +3,11 @@
 No signaling server: the offer and the answer cross a multiprocessing pipe between the two
 processes. No STUN either (`iceServers=[]`), so only host candidates are gathered.
 
+Connect time is measured as the agent's is: from the moment both ends are up (the
+receiver says so through the pipe) to the open data channel, each RTCPeerConnection made
+on the clock (the agent makes a fresh one, DTLS certificate included, for each attempt,
+and its answerer only when the offer comes).
+
 Phases, in the order the receiving end counts them: `Workload.round_trips` ping-pongs
 (the receiver echoes each message; the last `rtt_samples` are measured), then
 `Workload.messages` messages one way as fast as the channel takes them, with the same
@@ -19,6 +24,7 @@ from multiprocessing.connection import Connection
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCPeerConnection, RTCSessionDescription
 
+from bench import wire
 from bench.processes import Control, receive
 from bench.workload import Workload
 from peerlab.peer.connection import enlarge_udp_receive_buffers
@@ -26,18 +32,23 @@ from peerlab.peer.message_channel import ChannelConfig
 
 BUFFERED_LOW = ChannelConfig().buffered_low
 
+READY = "ready"
+"""What the receiver sends through the pipe once it is up and waiting for the offer."""
+
 
 def _peer_connection() -> RTCPeerConnection:
     return RTCPeerConnection(RTCConfiguration(iceServers=[]))
 
 
 async def sender(control: Control, peer: Connection, workload: Workload) -> None:
+    if (ready := await receive(peer)) != READY:
+        raise RuntimeError(f"expected {READY!r} from the receiver, got {ready!r}")
+    started = time.perf_counter()
     pc = _peer_connection()
     try:
         channel = pc.createDataChannel("bench", ordered=True)
         opened = asyncio.Event()
         channel.on("open", opened.set)
-        started = time.perf_counter()
         await pc.setLocalDescription(await pc.createOffer())
         enlarge_udp_receive_buffers(pc)  # as the agent does: compare messaging, not drops
         peer.send(pc.localDescription.sdp)
@@ -55,12 +66,14 @@ async def sender(control: Control, peer: Connection, workload: Workload) -> None
         done = asyncio.get_running_loop().create_future()
         channel.on("message", lambda _message: done.done() or done.set_result(None))
         control.start_profile("throughput")
+        wire_before = wire.sent(pc)
         cpu = time.process_time()
         first_sent = time.monotonic()
         await _send_bulk(channel, frame, workload.messages)
         last_sent = time.monotonic()
         await done
         cpu = time.process_time() - cpu
+        on_wire = wire.since(wire_before, wire.sent(pc))
         control.stop_profile()
 
         control.result(
@@ -72,6 +85,7 @@ async def sender(control: Control, peer: Connection, workload: Workload) -> None
                 "cpu_s": cpu,
                 "frames": workload.messages,  # one frame per message, nothing back
                 "frame_bytes": len(frame.encode()),
+                "wire": on_wire,
             }
         )
         await control.stopped()
@@ -112,19 +126,23 @@ async def _send_bulk(channel: RTCDataChannel, frame: str, count: int) -> None:
 
 
 async def receiver(control: Control, peer: Connection, workload: Workload) -> None:
+    peer.send(READY)
+    offer = await receive(peer)
     pc = _peer_connection()
     received = 0
     last_received = 0.0
     cpu = 0.0
+    wire_before: tuple[int, int] | None = None
     done = asyncio.Event()
 
     def on_message(message: str | bytes) -> None:
-        nonlocal received, last_received, cpu
+        nonlocal received, last_received, cpu, wire_before
         received += 1
         if received <= workload.round_trips:
             channel.send(message)
             if received == workload.round_trips:
                 control.start_profile("throughput")
+                wire_before = wire.sent(pc)
                 cpu = time.process_time()
         elif received == workload.total_messages:
             last_received = time.monotonic()
@@ -142,12 +160,19 @@ async def receiver(control: Control, peer: Connection, workload: Workload) -> No
         channel.on("message", on_message)
 
     try:
-        await pc.setRemoteDescription(RTCSessionDescription(await receive(peer), "offer"))
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
         enlarge_udp_receive_buffers(pc)
         peer.send(pc.localDescription.sdp)
         await done.wait()
-        control.result({"last_received": last_received, "cpu_s": cpu, "frames": 1})  # "done"
+        control.result(
+            {
+                "last_received": last_received,
+                "cpu_s": cpu,
+                "frames": 1,  # "done"
+                "wire": wire.since(wire_before, wire.sent(pc)),
+            }
+        )
         await control.stopped()
     finally:
         await pc.close()

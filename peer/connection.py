@@ -24,6 +24,8 @@ from aiortc import (
 )
 from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
+from peerlab.peer.protocol import FEATURES, announce_features, sdp_features
+
 CHANNEL_LABEL = "peerlab"
 
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
@@ -92,6 +94,8 @@ class PeerConnection:
         self._gather_timeout = gather_timeout
         self._gathered = asyncio.Event()
         self._channel_open = asyncio.get_running_loop().create_future()
+        self.features: frozenset[str] = frozenset()
+        """The protocol extensions both ends announced for this connection."""
         self.pc.on("icegatheringstatechange", self._on_gathering_state)
         self.pc.on("datachannel", self._on_remote_channel)
 
@@ -99,7 +103,7 @@ class PeerConnection:
         """Create the data channel, then an offer; return its SDP once gathering completed."""
         self._watch_channel(self.pc.createDataChannel(CHANNEL_LABEL, ordered=True))
         await self._set_local_and_gather(await self.pc.createOffer())
-        return self.pc.localDescription.sdp
+        return announce_features(self.pc.localDescription.sdp)
 
     async def create_answer_and_wait(self, offer_sdp: str) -> str:
         """Apply a remote offer; return the answer's SDP once gathering completed."""
@@ -111,7 +115,7 @@ class PeerConnection:
                 "invalid remote description (offer SDP): no data channel (m=application)"
             )
         await self._set_local_and_gather(await self.pc.createAnswer())
-        return self.pc.localDescription.sdp
+        return announce_features(self.pc.localDescription.sdp)
 
     async def accept_answer(self, answer_sdp: str) -> None:
         await self._set_remote(answer_sdp, "answer")
@@ -156,6 +160,7 @@ class PeerConnection:
             # aiortc's SDP parser fails on malformed text with whatever it hits first
             # (ValueError, KeyError, AttributeError, AssertionError...).
             raise ConnectionSetupError(f"invalid remote description ({kind} SDP): {exc!r}") from exc
+        self.features = FEATURES & sdp_features(sdp)
 
     def _on_gathering_state(self) -> None:
         if self.pc.iceGatheringState == "complete":

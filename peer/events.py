@@ -241,8 +241,8 @@ class EventLog:
         self._seq += 1
         event = {
             "seq": self._seq,
-            "t_mono": round(self._clock(), 6),
-            "t_wall": round(self._wall_clock(), 6),
+            "t_mono": self._clock(),
+            "t_wall": self._wall_clock(),
             "agent": self.agent_id,
             "kind": kind,
             **fields,
@@ -256,6 +256,25 @@ class EventLog:
             self._changed.set()
             self._changed = None
         return event
+
+    def record_fields(self, kind: str, fields: dict[str, Any]) -> None:
+        """`record` for fields already in a dict (the message path: no re-packing)."""
+        self._seq += 1
+        event = {
+            "seq": self._seq,
+            "t_mono": self._clock(),
+            "t_wall": self._wall_clock(),
+            "agent": self.agent_id,
+            "kind": kind,
+        }
+        event.update(fields)
+        self._events.append(event)
+        if self._file is not None:
+            self._make_ready()
+            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def since(self, seq: int = 0, match: Mapping[str, Any] | None = None) -> list[Event]:
         """Events after `seq` (0 = all), optionally only those matching `match`."""
@@ -343,6 +362,8 @@ class EventLog:
 
     def _make_ready(self) -> None:
         for event in self._events[self._ready :]:
+            event["t_mono"] = round(event["t_mono"], 6)
+            event["t_wall"] = round(event["t_wall"], 6)
             for key, value in event.items():
                 if not isinstance(value, (str, int, float)):
                     event[key] = _jsonable(value)

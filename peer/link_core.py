@@ -29,15 +29,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from peerlab.peer.liveness import Liveness
 from peerlab.peer.protocol import (
+    BATCH,
     MAX_ACKED_IDS,
     ChannelMessage,
+    FrameBatcher,
     MessageType,
     ProtocolError,
     ReactionAction,
     TypingState,
     check_fields,
     check_identifier,
-    decode,
+    decode_frame,
     encode,
 )
 from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES, Inbox, Outbox
@@ -66,9 +68,11 @@ class ChannelConfig:
     many bytes (the adapter's business; the core never sees a buffer)."""
     ack_gap: float = 0.0005
     ack_delay: float = 0.01
-    """A message arriving within `ack_gap` of the previous one means a busy channel: its ack
-    waits up to `ack_delay` to share a frame with the next ones. An isolated message is
-    acked at once, so round trips stay short."""
+    """Without the `batch` extension: a message arriving within `ack_gap` of the previous
+    one means a busy channel: its ack waits up to `ack_delay` to share a frame with the
+    next ones. An isolated message is acked at once, so round trips stay short."""
+    batch_bytes: int = 16 * 1024
+    """With the `batch` extension: the largest batch frame built (docs/protocol.md §4.8)."""
 
 
 # ---- effects: what the adapter carries out, in order ----
@@ -143,6 +147,10 @@ Effect = (
 
 _COMMIT = StoreCommit()
 
+_tuple = tuple.__new__
+"""Builds an effect without the NamedTuple's Python-level `__new__`: the message path
+makes about ten effects per round trip."""
+
 
 class LinkCore:
     """One link's protocol state (see the module doc).
@@ -162,12 +170,15 @@ class LinkCore:
         config: ChannelConfig,
         wall_clock: Callable[[], float],
         new_id: Callable[[], str],
+        durable: bool = True,
     ):
         self.local_id = local_id
         self.remote_id = remote_id
         self.config = config
         self._wall_clock = wall_clock
         self._new_id = new_id
+        self._durable = durable
+        """Whether a store takes the Store* effects: without one they are not made."""
         self._outbox = Outbox(
             epoch,
             config.retransmit_after,
@@ -186,6 +197,15 @@ class LinkCore:
         """When the periodic duties (retransmissions, held typing, heartbeat, silence)
         next run; None while no channel is open."""
         self._last_reliable_at = float("-inf")
+        self._batching = False
+        """The open channel's connection negotiated `batch` (docs/protocol.md §13)."""
+        self._batcher = FrameBatcher(config.batch_bytes)
+        self._flush_at: float | None = None
+        """With `batch`, when frames are held: the adapter's next turn (a `now`)."""
+        self.transport_busy = False
+        """Whether the data channel still holds frames it has not sent: set by the adapter
+        before each call (bufferedAmount > 0). With `batch`, a frame goes out at once on
+        an idle transport and is held, to share a batch frame, on a busy one."""
 
     # ---- outputs ----
 
@@ -196,6 +216,8 @@ class LinkCore:
 
     def next_timer(self) -> float | None:
         """When `timer_fired` is next wanted, or None for never (until another input)."""
+        if self._flush_at is not None:
+            return self._flush_at  # never later than the others: it is a `now`
         ack_at, tick_at = self._ack_at, self._tick_at
         if ack_at is None or (tick_at is not None and tick_at < ack_at):
             return tick_at
@@ -265,12 +287,14 @@ class LinkCore:
 
     # ---- transport events ----
 
-    def channel_opened(self, now: float) -> None:
+    def channel_opened(self, now: float, features: frozenset[str] = frozenset()) -> None:
         """A data channel is open (replacing any previous one): everything not yet acked
-        is resent on it, and the periodic duties start at once."""
+        is resent on it, and the periodic duties start at once. `features`: the protocol
+        extensions both ends announced for its connection (docs/protocol.md §13)."""
         liveness = Liveness(now, self.config.heartbeat_interval, self.config.heartbeat_timeout)
         self.channel_closed(now)
         self._liveness = liveness
+        self._batching = BATCH in features
         self._alive = True
         self._retransmit(now, self._outbox.on_reconnect(now), "reconnect")
         self._tick_at = now
@@ -283,6 +307,8 @@ class LinkCore:
         self._tick_at = None
         self._acks_to_send.clear()
         self._ack_at = None
+        self._batcher.take()  # held frames die with the channel, as sent ones may
+        self._flush_at = None
 
     def frame_received(self, now: float, frame: str | bytes) -> None:
         """One data-channel message from the remote."""
@@ -290,32 +316,49 @@ class LinkCore:
             self._liveness.on_received(now)
             self._set_alive(True)
         try:
-            message = decode(frame)
-            if message.sender != self.remote_id:
-                raise ProtocolError(
-                    "wrong_sender",
-                    f"frame claims sender {message.sender!r} on the channel of {self.remote_id!r}",
-                    message.id,
-                )
+            decoded = decode_frame(frame, batch=self._batching)
+            for message in decoded.messages:
+                if message.sender != self.remote_id:
+                    raise ProtocolError(
+                        "wrong_sender",
+                        f"frame claims sender {message.sender!r} on the channel of "
+                        f"{self.remote_id!r}",
+                        message.id,
+                    )
         except ProtocolError as error:
             self._report(
                 "protocol_error", code=error.code, error=str(error), message_id=error.message_id
             )
             self._effects.append(FrameRefused(error))
             return
+        if decoded.acked_ids:
+            self._on_acks(now, decoded.acked_ids, None)
+        for message in decoded.messages:
+            self._on_message(now, message)
+        if self._batching and self._acks_to_send:
+            # The remote batches whenever it has a backlog, so one ack per frame received
+            # is one per batch: no delay, and an isolated message is acked at once.
+            self._flush_acks(now)
+
+    def _on_message(self, now: float, message: ChannelMessage) -> None:
         if message.type is MessageType.HEARTBEAT:
             return
         if message.type is MessageType.ACK:
-            self._on_ack(now, message)
+            self._on_acks(now, message.acked_ids, message.id)
             return
         self._report("received", message=message)
         if message.type is MessageType.TYPING:
-            self._effects.append(Dispatch(message.type, message))
+            self._effects.append(_tuple(Dispatch, (message.type, message)))
             return
         self._on_reliable(now, message)
 
     def timer_fired(self, now: float) -> None:
         """The time `next_timer()` asked for has come (or passed)."""
+        if self._flush_at is not None and now >= self._flush_at:
+            self._flush_at = None
+            held = self._batcher.take()
+            if held is not None:
+                self._effects.append(_tuple(Transmit, (held,)))
         if self._ack_at is not None and now >= self._ack_at:
             self._flush_acks(now)
         if self._tick_at is not None and now >= self._tick_at:
@@ -333,7 +376,7 @@ class LinkCore:
         )
 
     def _report(self, kind: str, **fields: Any) -> None:
-        self._effects.append(Report(kind, fields))
+        self._effects.append(_tuple(Report, (kind, fields)))
 
     def _send_reliable(
         self, now: float, message_type: MessageType, conversation: str, **fields: Any
@@ -342,9 +385,10 @@ class LinkCore:
         # known to be valid and is serialized without a second check.
         values = check_fields(message_type, {"conversation": conversation, **fields})
         message = self._outbox.send(self._new(message_type, **values), now)
-        self._effects.append(StoreAccept(message))
+        if self._durable:
+            self._effects.append(StoreAccept(message))
         self._report("sent", message=message)
-        self._transmit(now, message, checked=True)
+        self._transmit(now, message, frame=self._outbox.last_frame)
         return message
 
     def _send_typing_now(
@@ -369,33 +413,62 @@ class LinkCore:
             )
             self._transmit(now, message, checked=True)
 
-    def _transmit(self, now: float, message: ChannelMessage, *, checked: bool = False) -> None:
+    def _transmit(
+        self,
+        now: float,
+        message: ChannelMessage,
+        *,
+        checked: bool = False,
+        frame: str | None = None,
+    ) -> None:
         """Put one frame on the channel, if one is open. `checked`: see `encode`."""
         liveness = self._liveness
         if liveness is None:
             return
-        self._effects.append(Transmit(encode(message, checked=checked)))
+        if frame is None:
+            frame = encode(message, checked=checked)
+        if not self._batching or not (self.transport_busy or self._batcher):
+            # An idle transport: out at once (a lone message is a plain frame).
+            self._effects.append(_tuple(Transmit, (frame,)))
+            self.transport_busy = True  # it is in the data channel's buffer now
+        else:
+            self._hold(now, self._batcher.add(frame))
         liveness.on_sent(now)
 
-    def _on_ack(self, now: float, ack: ChannelMessage) -> None:
-        newly_acked = self._outbox.on_ack(ack.acked_ids, now)
-        if newly_acked:
+    def _hold(self, now: float, full: str | None) -> None:
+        """Something was just held (`full`: what it pushed out): a flush at `now`, the
+        adapter's next turn, sends what is held then."""
+        if full is not None:
+            self._effects.append(_tuple(Transmit, (full,)))
+        if self._flush_at is None:
+            self._flush_at = now
+
+    def _on_acks(self, now: float, acked_ids: tuple[str, ...], ack_id: str | None) -> None:
+        """Acks from an `ack` frame (`ack_id`), or from a batch frame (None: no id)."""
+        newly_acked = self._outbox.on_ack(acked_ids, now)
+        if newly_acked and self._durable:
             self._effects.append(StoreAcked(tuple(m.id for m in newly_acked)))
         for acked in newly_acked:
-            self._report("acked", message=acked, ack_id=ack.id)
-            self._effects.append(Dispatch(MessageType.ACK, acked))
+            if ack_id is None:
+                self._report("acked", message=acked)
+            else:
+                self._report("acked", message=acked, ack_id=ack_id)
+            self._effects.append(_tuple(Dispatch, (MessageType.ACK, acked)))
 
     def _on_reliable(self, now: float, message: ChannelMessage) -> None:
         receipt = self._inbox.on_message(message)
         if receipt.duplicate:
             self._report("duplicate", message=message, reacked=bool(receipt.ack))
-        if receipt.deliver:
+        if receipt.deliver and self._durable:
             self._effects.append(StoreDeliver(receipt.deliver))
         for delivered in receipt.deliver:
             self._report("delivered", message=delivered)
-            self._effects.append(Dispatch(delivered.type, delivered))
+            self._effects.append(_tuple(Dispatch, (delivered.type, delivered)))
         if receipt.ack:
-            self._queue_acks(now, receipt.ack)
+            if self._batching:
+                self._acks_to_send.extend(receipt.ack)  # sent when the frame is done
+            else:
+                self._queue_acks(now, receipt.ack)
 
     def _queue_acks(self, now: float, acked_ids: tuple[str, ...]) -> None:
         busy = now - self._last_reliable_at < self.config.ack_gap
@@ -415,7 +488,24 @@ class LinkCore:
         """Every ack frame leaves through here. The ids are valid: checked by `send_ack`,
         or taken from frames `decode` validated."""
         # An ack tells the sender to forget: what it acks must be durable first.
-        self._effects.append(_COMMIT)
+        if self._durable:
+            self._effects.append(_COMMIT)
+        if self._batching:
+            if self._liveness is None:
+                return
+            # Acks ride in batch frames: no id, timestamp or sender of their own.
+            busy = self.transport_busy or self._batcher
+            for message_id in acked_ids:
+                full = self._batcher.add_ack(message_id)
+                if full is not None:
+                    self._effects.append(_tuple(Transmit, (full,)))
+            if busy:
+                self._hold(now, None)
+            else:
+                self._effects.append(_tuple(Transmit, (self._batcher.take(),)))
+                self.transport_busy = True
+            self._liveness.on_sent(now)
+            return
         for start in range(0, len(acked_ids), MAX_ACKED_IDS):
             chunk = tuple(acked_ids[start : start + MAX_ACKED_IDS])
             self._transmit(now, self._new(MessageType.ACK, acked_ids=chunk), checked=True)

@@ -92,6 +92,7 @@ class PeerConnectionManager:
         self._state_callbacks: list[StateCallback] = []
         self._closing = False
         self._closing_pcs: set[asyncio.Task] = set()
+        self.observe_fields: Callable[[str, dict[str, Any]], None] | None = None
 
     # ---- public API ----
 
@@ -354,7 +355,9 @@ class PeerConnectionManager:
         pc.pc.on(
             "connectionstatechange", lambda: asyncio.ensure_future(self._on_pc_state(link, pc))
         )
-        link.channel.attach(channel, lambda alive: self._on_liveness(link, pc, alive))
+        link.channel.attach(
+            channel, lambda alive: self._on_liveness(link, pc, alive), features=pc.features
+        )
         self._set_state(
             link, P2PConnectionState.CONNECTED, candidate_pair=pc.selected_candidate_pair()
         )
@@ -437,6 +440,11 @@ class PeerConnectionManager:
                 epoch=self.epoch,
                 config=self.config.channel,
                 observer=lambda kind, **f: self._observe(kind, peer=remote_id, **f),
+                fields_observer=(
+                    None
+                    if self.observe_fields is None
+                    else lambda kind, f: self.observe_fields(kind, {"peer": remote_id, **f})
+                ),
                 store=self._store,
             )
             link = self._links[remote_id] = _Link(

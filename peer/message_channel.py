@@ -21,8 +21,8 @@ puts the store's effects first, and each call's effects are applied before it re
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +58,7 @@ _DEFAULTS = ChannelConfig()
 
 
 def _random_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 class MessageChannel:
@@ -71,13 +71,16 @@ class MessageChannel:
         config: ChannelConfig = _DEFAULTS,
         observer: Observer | None = None,
         store: Store | None = None,
+        fields_observer: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.local_id = local_id
         self.remote_id = remote_id
         self.config = config
-        self._observe = observer or (lambda kind, **fields: None)
+        observe = observer or (lambda kind, **fields: None)
+        # The core's report fields go on as they are, a dict, when the observer takes one.
+        self._report = fields_observer or (lambda kind, fields: observe(kind, **fields))
         self._store = store
         self._clock = clock
         self._core = LinkCore(
@@ -87,6 +90,7 @@ class MessageChannel:
             config=config,
             wall_clock=wall_clock,
             new_id=_random_id,
+            durable=store is not None,
         )
         self._handlers: dict[MessageType, list[Handler]] = {}
         self._error_handlers: list[Callable[[ProtocolError], Any]] = []
@@ -95,6 +99,9 @@ class MessageChannel:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         """The core's `next_timer()` the timer is armed for."""
+        self._soon: asyncio.Handle | None = None
+        """A turn of the loop asked for by a `next_timer()` that is already due (the core
+        holding frames to batch): no timer for it, and the armed one stays."""
         self._drained = asyncio.Event()
         self.frames_sent = 0
         self.frames_received = 0
@@ -118,16 +125,19 @@ class MessageChannel:
     # they accept is in the store (if any) when they return.
 
     def send_text(self, conversation: str, body: str) -> ChannelMessage:
+        self._busy()
         message = self._core.send_text(self._clock(), conversation, body)
         self._apply()
         return message
 
     def send_edit(self, conversation: str, target: str, body: str) -> ChannelMessage:
+        self._busy()
         message = self._core.send_edit(self._clock(), conversation, target, body)
         self._apply()
         return message
 
     def send_delete(self, conversation: str, target: str) -> ChannelMessage:
+        self._busy()
         message = self._core.send_delete(self._clock(), conversation, target)
         self._apply()
         return message
@@ -139,12 +149,14 @@ class MessageChannel:
         emoji: str,
         action: ReactionAction = ReactionAction.ADD,
     ) -> ChannelMessage:
+        self._busy()
         message = self._core.send_reaction(self._clock(), conversation, target, emoji, action)
         self._apply()
         return message
 
     def send_typing(self, conversation: str, state: TypingState) -> ChannelMessage | None:
         """Send a typing indicator unless the throttle holds it; returns what was sent now."""
+        self._busy()
         message = self._core.send_typing(self._clock(), conversation, state)
         self._apply()
         return message
@@ -154,6 +166,7 @@ class MessageChannel:
 
         The channel acks what it delivers by itself; this is for acking by hand.
         """
+        self._busy()
         self._core.send_ack(self._clock(), acked_ids)
         self._apply()
 
@@ -179,15 +192,21 @@ class MessageChannel:
 
     # ---- transport side, driven by the connection manager ----
 
-    def attach(self, channel: RTCDataChannel, on_liveness: Callable[[bool], None]) -> None:
-        """Start using an open data channel; resends everything not yet acked."""
+    def attach(
+        self,
+        channel: RTCDataChannel,
+        on_liveness: Callable[[bool], None],
+        features: frozenset[str] = frozenset(),
+    ) -> None:
+        """Start using an open data channel; resends everything not yet acked. `features`:
+        the protocol extensions both ends announced for its connection (§13)."""
         self.detach()
         self._channel = channel
         self._on_liveness = on_liveness
         channel.bufferedAmountLowThreshold = self.config.buffered_low
         channel.on("message", self._on_frame)
         channel.on("bufferedamountlow", self._drained.set)
-        self._core.channel_opened(self._clock())
+        self._core.channel_opened(self._clock(), features)
         self._apply()
 
     def detach(self) -> None:
@@ -195,19 +214,28 @@ class MessageChannel:
         if self._channel is not None:
             self._channel.remove_all_listeners()
             self._channel = None
+        if self._soon is not None:
+            self._soon.cancel()
+            self._soon = None
         self._core.channel_closed(self._clock())
         self._apply()
         self._drained.set()
 
     # ---- moving data ----
 
+    def _busy(self) -> None:
+        channel = self._channel
+        self._core.transport_busy = channel is not None and channel.bufferedAmount > 0
+
     def _on_frame(self, frame: str | bytes) -> None:
         self.frames_received += 1
+        self._busy()
         self._core.frame_received(self._clock(), frame)
         self._apply()
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
+        self._busy()
         self._core.timer_fired(self._clock())
         self._apply()
 
@@ -219,6 +247,15 @@ class MessageChannel:
         call, and these go on after it."""
         try:
             for effect in self._core.take_effects():
+                # The three commonest first, by type: a match tries its cases in turn.
+                kind = type(effect)
+                if kind is Report:
+                    self._report(effect.kind, effect.fields)
+                    continue
+                if kind is Dispatch:
+                    for handler in self._handlers.get(effect.message_type, ()):
+                        handler(effect.message)
+                    continue
                 match effect:
                     case Transmit(frame):
                         channel = self._channel
@@ -227,7 +264,7 @@ class MessageChannel:
                             channel.send(frame)
                             self.frames_sent += 1
                     case Report(kind, fields):
-                        self._observe(kind, **fields)
+                        self._report(kind, fields)
                     case Dispatch(message_type, message):
                         for handler in self._handlers.get(message_type, ()):
                             handler(message)
@@ -251,9 +288,19 @@ class MessageChannel:
         finally:
             self._arm_timer()
 
+    def _on_soon(self) -> None:
+        self._soon = None
+        self._busy()
+        self._core.timer_fired(self._clock())
+        self._apply()
+
     def _arm_timer(self) -> None:
         when = self._core.next_timer()
         if when == self._timer_at:
+            return
+        if when is not None and when <= self._clock():
+            if self._soon is None:
+                self._soon = asyncio.get_running_loop().call_soon(self._on_soon)
             return
         if self._timer is not None:
             self._timer.cancel()

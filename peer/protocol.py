@@ -1,16 +1,21 @@
 """The data-channel wire protocol: message types, `ChannelMessage` and its strict JSON codec.
 
-Pure: no I/O and no clock. Every frame is one JSON object carrying `type`, `id`,
-`timestamp` and `sender`; the other fields depend on the type (see
-docs/protocol.md, which is the normative description of this module).
+Pure: no I/O and no clock. Every message frame is one JSON object carrying `type`, `id`,
+`timestamp` and `sender`; the other fields depend on the type (see docs/protocol.md,
+which is the normative description of this module). Two ends that both announced the
+`batch` extension in their SDP for a connection (`announce_features`, `sdp_features`)
+may also carry several message frames and acks in one `batch` frame (`FrameBatcher`,
+`decode_frame`).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import StrEnum
+from json.encoder import encode_basestring as _json_string
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from peerlab.signaling.frames import IDENTIFIER as PEER_ID
@@ -29,10 +34,26 @@ MAX_ACKED_IDS = 256
 
 MAX_EMOJI_CHARS = 32
 
+MAX_BATCH_MESSAGES = 256
+"""Most message frames one batch frame may carry."""
+
+BATCH = "batch"
+"""The `type` of a batch frame, and the name of the extension that allows it."""
+
+FEATURES = frozenset({BATCH})
+"""The extensions this implementation announces and understands (docs/protocol.md §13)."""
+
+SDP_FEATURES_ATTRIBUTE = "peerlab-features"
+"""The session-level SDP attribute that announces a peer's extensions."""
+
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 """The shape of every id in a frame (message, peer, conversation, epoch); matched with
 `fullmatch`. A peer id the agent accepts from its user is narrower: `PEER_ID`, the
 signaling server's own rule (no `:`), since a peer id must be one that can register."""
+
+_IDENTIFIER_MATCH = _IDENTIFIER.fullmatch
+_IDENTIFIERS = re.compile(r"[A-Za-z0-9_.:-]{1,64}(?:,[A-Za-z0-9_.:-]{1,64})*")
+"""Identifiers joined by commas (a comma is not an identifier character)."""
 
 
 class MessageType(StrEnum):
@@ -163,7 +184,18 @@ def _enum(enum: type[StrEnum]) -> Callable[[str, Any], StrEnum]:
 def _acked_ids(field: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list) or not 1 <= len(value) <= MAX_ACKED_IDS:
         raise _bad(field, f"must be a list of 1-{MAX_ACKED_IDS} message ids")
-    return tuple(_identifier(f"{field}[{i}]", v) for i, v in enumerate(value))
+    # An ack carries up to 256 ids: one match over all of them, unless one is bad (a
+    # comma inside an id shows in the count); then the first bad one is named.
+    try:
+        joined = ",".join(value)
+    except TypeError:
+        joined = None
+    if joined is None or not (
+        _IDENTIFIERS.fullmatch(joined) and joined.count(",") == len(value) - 1
+    ):
+        for i, v in enumerate(value):
+            _identifier(f"{field}[{i}]", v)
+    return tuple(value)
 
 
 _COMMON = {
@@ -198,6 +230,7 @@ no other field is allowed."""
 
 
 _OPTIONAL_FIELDS = tuple(ChannelMessage._field_defaults)
+_FIELD_INDEX = {name: i for i, name in enumerate(ChannelMessage._fields)}
 
 
 def check_identifier(what: str, value: Any) -> str:
@@ -226,21 +259,48 @@ def check_fields(message_type: MessageType, fields: Mapping[str, Any]) -> dict[s
 
 
 def decode(frame: str | bytes) -> ChannelMessage:
-    """Parse and validate one frame; raise ProtocolError saying exactly what is wrong."""
+    """Parse and validate one message frame; raise ProtocolError saying exactly what is wrong.
+
+    A `batch` frame is `unknown_type` here, as for a peer that did not negotiate it."""
+    return _validate(_parse(frame))
+
+
+def decode_frame(frame: str | bytes, *, batch: bool) -> Frame:
+    """Parse and validate one data-channel frame: a message frame, or (when `batch`: this
+    connection negotiated the extension) a batch frame. Without `batch` a batch frame is
+    `unknown_type`, as for an older peer.
+
+    A batch frame is valid as a whole or not at all: the first invalid part decides the
+    error (for a message in it the text says which, `messages[i]: ...`), and nothing of
+    it is returned.
+    """
+    obj = _parse(frame)
+    if batch and obj.get("type") == BATCH:
+        return _validate_batch(obj)
+    return Frame((_validate(obj),))
+
+
+def _parse(frame: str | bytes) -> dict[str, Any]:
+    """Steps 1 and 2 of docs/protocol.md §6: the size, then a JSON object."""
     _check_size(len(frame) if isinstance(frame, bytes) else _utf8_len(frame))
     try:
         # Frames are UTF-8: json.loads would also guess UTF-16/32 from bytes.
-        obj = json.loads(
-            frame.decode("utf-8") if isinstance(frame, bytes) else frame,
-            parse_constant=_not_json,
-        )
+        text = frame.decode("utf-8") if isinstance(frame, bytes) else frame
+        try:
+            # The scanner alone, for a frame with no surrounding whitespace (every frame
+            # the reference peer writes); anything else takes the full decoder's path.
+            obj, end = _SCAN(text, 0)
+        except StopIteration:
+            end = -1
+        if end != len(text):
+            obj = _JSON.decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ProtocolError("bad_json", f"frame is not valid JSON: {exc}") from None
     except RecursionError:
         raise ProtocolError("bad_json", "frame is nested too deeply") from None
     if not isinstance(obj, dict):
         raise ProtocolError("bad_json", "frame must be a JSON object")
-    return _validate(obj)
+    return obj
 
 
 def _not_json(constant: str) -> None:
@@ -248,32 +308,88 @@ def _not_json(constant: str) -> None:
     raise ValueError(f"{constant} is not a JSON value (RFC 8259)")
 
 
+_JSON = json.JSONDecoder(parse_constant=_not_json)
+"""One decoder for every frame: json.loads(..., parse_constant=...) builds a new one per
+call, a third of the cost of parsing a small frame."""
+_SCAN = _JSON.scan_once
+
+
 def encode(message: ChannelMessage, *, checked: bool = False) -> str:
     """Serialize a message; refuses anything `decode` would reject, so bad frames never leave.
 
     `checked=True` skips validation, for a message this process built from parts it has
-    validated already (MessageChannel's send path, where it counts).
+    validated already (the send path, where it counts).
+
+    The output is exactly `json.dumps(obj, ensure_ascii=False, separators=(",", ":"))` of
+    the frame's object, built from a per-type template instead: every message crosses
+    this function, and a valid identifier, integer or enum value never needs escaping,
+    so only the free text and the id lists are rendered one by one.
     """
+    template = _TEMPLATES[message.type]
+    values = template.fields(message)
+    if not checked or None in values:  # a missing field, even in a checked message
+        _check_message(message)
+    if template.renders:
+        values = list(values)
+        for index, render in template.renders:
+            values[index] = render(values[index])
+        values = tuple(values)
+    frame = template.text % values
+    _check_size(_utf8_len(frame))
+    return frame
+
+
+def _check_message(message: ChannelMessage) -> None:
+    """Raise what `decode` would raise for the frame of this message."""
     schema = SCHEMA[message.type]
+    extra = [f for f in _OPTIONAL_FIELDS if f not in schema and getattr(message, f) is not None]
+    if extra:
+        raise ProtocolError(
+            "unknown_field", f"{message.type} message has unknown field(s) {extra}", message.id
+        )
     obj: dict[str, Any] = {"type": message.type.value}
     for name in schema:
         value = getattr(message, name)
         if value is not None:
             obj[name] = list(value) if isinstance(value, tuple) else value
-    if not checked:
-        extra = [f for f in _OPTIONAL_FIELDS if f not in schema and getattr(message, f) is not None]
-        if extra:
-            raise ProtocolError(
-                "unknown_field", f"{message.type} message has unknown field(s) {extra}", message.id
-            )
-        _validate(obj)  # one set of rules for both directions
-    frame = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-    _check_size(_utf8_len(frame))
-    return frame
+    _validate(obj)  # one set of rules for both directions
+
+
+def _id_list(values: tuple[str, ...]) -> str:
+    # Identifiers: their characters never need a JSON escape.
+    return '["' + '","'.join(values) + '"]'
+
+
+class _Template(NamedTuple):
+    text: str
+    """The frame, with a %-conversion per field."""
+    fields: Callable[[ChannelMessage], tuple[Any, ...]]
+    """The message's values of those fields, in order."""
+    renders: tuple[tuple[int, Callable[[Any], str]], ...]
+    """(position in those values, function writing it as JSON) for the values that need
+    one: free text goes through JSON's own string escaper; the others fit the template
+    as they are (%s of an identifier or enum value between quotes, %d of an integer,
+    which is what json.dumps writes)."""
+
+
+def _template(message_type: MessageType) -> _Template:
+    conversions = {_identifier: '"%s"', _non_negative_int: "%d"}
+    renders = {_body: _json_string, _emoji: _json_string, _acked_ids: _id_list}
+    parts, positions, rendered = [f'{{"type":"{message_type.value}"'], [], []
+    for index, (name, check) in enumerate(SCHEMA[message_type].items()):
+        parts.append(f',"{name}":' + conversions.get(check, "%s" if check in renders else '"%s"'))
+        positions.append(_FIELD_INDEX[name])
+        if check in renders:
+            rendered.append((index, renders[check]))
+    return _Template("".join(parts) + "}", itemgetter(*positions), tuple(rendered))
+
+
+_TEMPLATES = {t: _template(t) for t in MessageType}
 
 
 def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
+    # isascii() is O(1) on CPython's compact strings, and most frames are ASCII.
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def frame_size(message: ChannelMessage) -> int:
@@ -289,32 +405,238 @@ def _check_size(size: int) -> None:
 
 
 def _validate(obj: dict[str, Any]) -> ChannelMessage:
-    message_id = obj.get("id") if isinstance(obj.get("id"), str) else None
+    raw_id = obj.get("id")
+    message_id = raw_id if isinstance(raw_id, str) else None
     if "type" not in obj:
         raise ProtocolError("missing_field", "field 'type' is missing", message_id)
-    try:
-        mtype = MessageType(obj["type"])
-    except (ValueError, TypeError):
-        raise ProtocolError(
-            "unknown_type", f"unknown message type {obj['type']!r}", message_id
-        ) from None
-    schema = SCHEMA[mtype]
-    values: dict[str, Any] = {"type": mtype}
-    for name, check in schema.items():
+    raw_type = obj["type"]
+    mtype = _TYPES.get(raw_type) if isinstance(raw_type, str) else None
+    if mtype is None:
+        raise ProtocolError("unknown_type", f"unknown message type {raw_type!r}", message_id)
+    checks = _CHECKS[mtype]
+    values = [mtype, *_UNSET]
+    for name, index, check in checks:
         if name not in obj:
             raise ProtocolError(
                 "missing_field", f"{mtype} message is missing field {name!r}", message_id
             )
+        value = obj[name]
+        # The two commonest checks inline (a call costs more than the check); anything
+        # else, and anything failing them, goes through the field's checker.
+        if check is _identifier:
+            if value.__class__ is str and _IDENTIFIER_MATCH(value):
+                values[index] = value
+                continue
+        elif check is _non_negative_int and value.__class__ is int and value >= 0:
+            values[index] = value
+            continue
         try:
-            values[name] = check(name, obj[name])
+            values[index] = check(name, value)
         except ProtocolError as exc:
             exc.message_id = message_id
             raise
-    if len(obj) != len(schema) + 1:
-        extra = sorted(set(obj) - set(schema) - {"type"})
+    if len(obj) != len(checks) + 1:
+        extra = sorted(set(obj) - set(SCHEMA[mtype]) - {"type"})
         raise ProtocolError(
             "unknown_field", f"{mtype} message has unknown field(s) {extra}", message_id
         )
-    if "base" in values and values["base"] > values["seq"]:
+    if mtype in RELIABLE_TYPES and values[_BASE] > values[_SEQ]:
         raise ProtocolError("bad_field", "field 'base' must not exceed 'seq'", message_id)
-    return ChannelMessage(**values)
+    return _make_message(values)
+
+
+_TYPES = {t.value: t for t in MessageType}
+"""`type` values to types: a dict lookup, where calling the enum costs a microsecond."""
+
+_CHECKS = {
+    t: tuple((name, _FIELD_INDEX[name], check) for name, check in fields.items())
+    for t, fields in SCHEMA.items()
+}
+"""Per type, each field in schema order with its position in a `ChannelMessage`."""
+_UNSET = (None,) * (len(ChannelMessage._fields) - 1)
+_SEQ, _BASE = _FIELD_INDEX["seq"], _FIELD_INDEX["base"]
+_make_message = ChannelMessage._make
+"""Builds the tuple from positions: a keyword call of the NamedTuple costs as much as
+validating three fields."""
+
+
+# ---- the batch extension (docs/protocol.md §4.8, §13) ----
+
+
+class Frame(NamedTuple):
+    """One data-channel frame, decoded (`decode_frame`)."""
+
+    messages: tuple[ChannelMessage, ...]
+    """The frame's messages, in order: one for a message frame."""
+    acked_ids: tuple[str, ...] = ()
+    """Ids a batch frame acks by itself; they count as an `ack` frame listing them,
+    handled before the messages."""
+
+
+_BATCH_START = '{"type":"batch"'
+_BATCH_END = "}"
+_MESSAGES_START = ',"messages":['
+_ACKS_START = ',"acked_ids":['
+_LIST_END = "]"
+
+MIN_BATCH_BYTES = 1024
+"""The least `FrameBatcher.max_bytes`: a batch of one ack (97 bytes at most) always fits,
+and a smaller batch would save nothing (one SCTP packet carries about 1,160 bytes)."""
+
+
+def _validate_batch(obj: dict[str, Any]) -> Frame:
+    has_messages, has_acks = "messages" in obj, "acked_ids" in obj
+    if not (has_messages or has_acks):
+        raise ProtocolError("missing_field", "batch frame has neither 'messages' nor 'acked_ids'")
+    messages = []
+    if has_messages:
+        elements = obj["messages"]
+        if not isinstance(elements, list) or not 1 <= len(elements) <= MAX_BATCH_MESSAGES:
+            raise _bad("messages", f"must be a list of 1-{MAX_BATCH_MESSAGES} message frames")
+        for index, element in enumerate(elements):
+            if not isinstance(element, dict):
+                raise _bad(f"messages[{index}]", "must be a JSON object (a message frame)")
+            try:
+                messages.append(_validate(element))
+            except ProtocolError as exc:
+                raise ProtocolError(exc.code, f"messages[{index}]: {exc}", exc.message_id) from None
+    acked_ids = _acked_ids("acked_ids", obj["acked_ids"]) if has_acks else ()
+    if len(obj) != 1 + has_messages + has_acks:
+        extra = sorted(set(obj) - {"type", "messages", "acked_ids"})
+        raise ProtocolError("unknown_field", f"batch frame has unknown field(s) {extra}")
+    return Frame(tuple(messages), acked_ids)
+
+
+def encode_batch(frames: Sequence[str] = (), acked_ids: Sequence[str] = ()) -> str:
+    """One batch frame carrying `frames` in order (message frames made by `encode`: the
+    batch joins their text as it is) and acking `acked_ids` (valid message ids). Raises
+    ProtocolError when its receiver would refuse it: `missing_field` for neither,
+    `bad_field` for more than MAX_BATCH_MESSAGES frames or MAX_ACKED_IDS ids, `too_big`
+    over MAX_FRAME_BYTES."""
+    parts = [_BATCH_START]
+    if frames:
+        if len(frames) > MAX_BATCH_MESSAGES:
+            raise _bad("messages", f"must be a list of 1-{MAX_BATCH_MESSAGES} message frames")
+        parts += (_MESSAGES_START, ",".join(frames), _LIST_END)
+    if acked_ids:
+        if len(acked_ids) > MAX_ACKED_IDS:
+            raise _bad("acked_ids", f"must be a list of 1-{MAX_ACKED_IDS} message ids")
+        parts += (_ACKS_START, '"', '","'.join(acked_ids), '"', _LIST_END)
+    if len(parts) == 1:
+        raise ProtocolError("missing_field", "batch frame has neither 'messages' nor 'acked_ids'")
+    parts.append(_BATCH_END)
+    batch = "".join(parts)
+    _check_size(_utf8_len(batch))
+    return batch
+
+
+class FrameBatcher:
+    """Packs message frames and acks into as few data-channel frames as possible.
+
+    Pure bookkeeping for a connection that negotiated `batch`: the caller decides when
+    frames and acks are held (there is a backlog) and when the held ones go out (`take`).
+    Message frames keep their order. What is held together never exceeds `max_bytes` nor
+    MAX_BATCH_MESSAGES frames or MAX_ACKED_IDS ids; `add` and `add_ack` hand back what
+    was held when the new part does not fit with it. A message frame held alone goes
+    out as itself (it may be up to MAX_FRAME_BYTES); anything else as one batch frame.
+    """
+
+    def __init__(self, max_bytes: int = MAX_FRAME_BYTES):
+        if not MIN_BATCH_BYTES <= max_bytes <= MAX_FRAME_BYTES:
+            raise ValueError(f"max_bytes must be in {MIN_BATCH_BYTES}..{MAX_FRAME_BYTES}")
+        self.max_bytes = max_bytes
+        self._frames: list[str] = []
+        self._acks: list[str] = []
+        self._frame_bytes = 0
+        """Bytes of the held frames, each with the comma or bracket after it."""
+        self._ack_bytes = 0
+        """Bytes of the held ids, each with its quotes and the comma or bracket after it."""
+
+    def __bool__(self) -> bool:
+        """Whether anything is held."""
+        return bool(self._frames or self._acks)
+
+    def add(self, frame: str) -> str | None:
+        """Hold `frame`, a message frame made by `encode`. Returns what to send first when
+        it does not fit with what is already held."""
+        size = _utf8_len(frame) + 1
+        out = None
+        if len(self._frames) == MAX_BATCH_MESSAGES or (
+            self and self._size(self._frame_bytes + size, self._ack_bytes) > self.max_bytes
+        ):
+            out = self.take()
+        self._frames.append(frame)
+        self._frame_bytes += size
+        return out
+
+    def add_ack(self, message_id: str) -> str | None:
+        """Hold an ack of `message_id` (a valid message id). Returns what to send first
+        when it does not fit with what is already held."""
+        size = len(message_id) + 3
+        out = None
+        if len(self._acks) == MAX_ACKED_IDS or (
+            self and self._size(self._frame_bytes, self._ack_bytes + size) > self.max_bytes
+        ):
+            out = self.take()
+        self._acks.append(message_id)
+        self._ack_bytes += size
+        return out
+
+    def take(self) -> str | None:
+        """Everything held, as one data-channel frame (None when nothing is held)."""
+        frames, acks = self._frames, self._acks
+        self._frames, self._acks = [], []
+        self._frame_bytes = self._ack_bytes = 0
+        if len(frames) == 1 and not acks:
+            return frames[0]
+        return encode_batch(frames, acks) if frames or acks else None
+
+    @staticmethod
+    def _size(frame_bytes: int, ack_bytes: int) -> int:
+        """The batch frame's size for held parts of these sizes."""
+        size = len(_BATCH_START) + len(_BATCH_END)
+        if frame_bytes:
+            size += len(_MESSAGES_START) + frame_bytes
+        if ack_bytes:
+            size += len(_ACKS_START) + ack_bytes
+        return size
+
+
+# ---- announcing extensions in the SDP (docs/protocol.md §13) ----
+
+_SDP_FEATURES_PREFIX = f"a={SDP_FEATURES_ATTRIBUTE}:"
+_FEATURE = re.compile(r"[a-z0-9-]{1,32}")
+
+
+def announce_features(sdp: str, features: Iterable[str] = FEATURES) -> str:
+    """`sdp` (an offer or answer) announcing `features`: one session-level line
+    `a=peerlab-features:<feature> <feature>...` just before the first media section,
+    replacing any such line already there. No features: no line."""
+    features = sorted(set(features))
+    for feature in features:
+        if not _FEATURE.fullmatch(feature):
+            raise ValueError(f"not a feature name: {feature!r}")
+    eol = "\r\n" if "\r\n" in sdp else "\n"
+    lines = sdp.split(eol)
+    media = next((i for i, line in enumerate(lines) if line.startswith("m=")), None)
+    if media is None:
+        # No media section: the session part runs to the end (after its final newline).
+        media = len(lines) - 1 if lines[-1] == "" else len(lines)
+    session = [line for line in lines[:media] if not line.startswith(_SDP_FEATURES_PREFIX)]
+    if features:
+        session.append(_SDP_FEATURES_PREFIX + " ".join(features))
+    return eol.join(session + lines[media:])
+
+
+def sdp_features(sdp: str) -> frozenset[str]:
+    """The features an offer or answer announces (none for an older peer's SDP): the
+    names on its session-level `a=peerlab-features` lines; anything else is ignored."""
+    found = set()
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            break
+        if line.startswith(_SDP_FEATURES_PREFIX):
+            found.update(
+                f for f in line[len(_SDP_FEATURES_PREFIX) :].split() if _FEATURE.fullmatch(f)
+            )
+    return frozenset(found)

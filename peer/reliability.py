@@ -33,8 +33,15 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-from peerlab.peer.protocol import ChannelMessage, frame_size
+from peerlab.peer.protocol import (
+    MAX_FRAME_BYTES,
+    ChannelMessage,
+    ProtocolError,
+    encode,
+    frame_size,
+)
 
 MAX_RTO = 60.0
 MAX_UNACKED_MESSAGES = 10_000
@@ -96,8 +103,16 @@ class Outbox:
         sequenced = message._replace(epoch=self.epoch, seq=seq, base=base)
         # `base` only grows, up to `seq`: with base = seq the frame is as long as any
         # retransmission of it can be, so none is ever refused by the receiver.
-        size = frame_size(sequenced._replace(base=seq))
+        # Encoded once: the frame goes out as it is; its size with base = seq differs
+        # only by the digits.
+        frame = encode(sequenced, checked=True)
+        size = len(frame.encode()) + len(str(seq)) - len(str(base))
+        if size > MAX_FRAME_BYTES:
+            raise ProtocolError(
+                "too_big", f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit"
+            )
         self._check_room(size)
+        self.last_frame = frame
         self._next_seq[conversation] = seq + 1
         if not self._pending:
             self._timer_start = now
@@ -211,8 +226,7 @@ class _Stream:
     buffered: dict[int, ChannelMessage] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(NamedTuple):
     """What the caller must do after `Inbox.on_message`: deliver these, ack those."""
 
     deliver: tuple[ChannelMessage, ...] = ()
@@ -243,6 +257,10 @@ class Inbox:
             # Only a receiver that lost state can be behind `base`; a live one never is.
             stream.expected = message.base
             stream.buffered = {s: m for s, m in stream.buffered.items() if s >= message.base}
+        if message.seq == stream.expected and not stream.buffered:
+            # In order, nothing waiting: the common case, without the buffer's round trip.
+            stream.expected += 1
+            return Receipt((message,), (message.id,))
         if message.seq < stream.expected:
             return Receipt(ack=(message.id,), duplicate=True)
         duplicate = message.seq in stream.buffered

@@ -129,7 +129,11 @@ class Lab:
         return cls(scenario, run_dir, peers, seed, project, env, topology)
 
     async def __aenter__(self) -> Lab:
-        self._session = aiohttp.ClientSession()
+        # No cap on connections (aiohttp's default is 100 per session): a request waiting
+        # for a free one spends its own timeout there. 240 concurrent chats of a 16-peer
+        # mesh waited up to 11 s for a slot, and /send timed out while the agents
+        # answered within 1.5 s (README, "Scale").
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         started = time.monotonic()
         try:
             await self.start(self.peers)

@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from peerlab.peer.protocol import (
+    BATCH,
     MAX_ACKED_IDS,
     MAX_BODY_BYTES,
     MAX_EMOJI_CHARS,
@@ -29,6 +30,7 @@ from peerlab.peer.protocol import (
     ReactionAction,
     TypingState,
     decode,
+    decode_frame,
     encode,
 )
 
@@ -487,6 +489,34 @@ def test_round_trip_property(message):
     assert encode(decode(frame)) == frame
 
 
+def _as_json(message: ChannelMessage) -> str:
+    """The frame as json.dumps writes it: what `encode` builds by hand must equal it."""
+    obj = {"type": message.type.value}
+    for name in SCHEMA[message.type]:
+        value = getattr(message, name)
+        obj[name] = list(value) if isinstance(value, tuple) else value
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(valid_messages())
+def test_encode_writes_exactly_what_json_dumps_writes(message):
+    assert encode(message) == encode(message, checked=True) == _as_json(message)
+
+
+def test_encode_escapes_free_text_as_json_does():
+    body = 'quote " backslash \\ newline \n tab \t nul \x00 del \x7f ☃ \u2028 👍'
+    message = _replace(EXAMPLES[MessageType.TEXT], body=body)
+    assert encode(message) == _as_json(message)
+    assert decode(encode(message)).body == body
+
+
+def test_a_checked_message_missing_a_field_is_still_refused():
+    with pytest.raises(ProtocolError) as info:
+        encode(_replace(EXAMPLES[MessageType.TEXT], body=None), checked=True)
+    assert info.value.code == "missing_field"
+
+
 # ---- docs/protocol.md stays valid ----
 
 _JSON_BLOCK = re.compile(r"```json\n(.*?)```", re.DOTALL)
@@ -497,6 +527,9 @@ def test_every_json_example_in_the_protocol_doc_decodes():
     assert blocks, "docs/protocol.md has no ```json examples"
     types = set()
     for block in blocks:
-        message = decode(block.strip())
-        types.add(message.type)
-    assert types == set(MessageType), f"no example for {set(MessageType) - types}"
+        frame = block.strip()
+        decoded = decode_frame(frame, batch=True)
+        types.add(json.loads(frame)["type"])
+        types.update(m.type.value for m in decoded.messages)
+    expected = {t.value for t in MessageType} | {BATCH}
+    assert types == expected, f"no example for {expected - types}"
