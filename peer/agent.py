@@ -236,6 +236,8 @@ class Agent:
         }
 
     def observe_fields(self, kind: str, fields: dict[str, Any]) -> None:
+        # Histories follow what a user would see: own messages when sent, others' when
+        # delivered (exactly once, in order), never raw receptions.
         message = fields.get("message")
         if kind in ("sent", "delivered") and message is not None and message.type in RELIABLE_TYPES:
             history = self.histories.get(fields["peer"])
@@ -245,12 +247,4 @@ class Agent:
         self.events.record_fields(kind, fields)
 
     def _observe(self, kind: str, **fields: Any) -> None:
-        # Histories follow what a user would see: own messages when sent, others' when
-        # delivered (exactly once, in order), never raw receptions.
-        message = fields.get("message")
-        if kind in ("sent", "delivered") and message is not None and message.type in RELIABLE_TYPES:
-            history = self.histories.get(fields["peer"])
-            if history is None:
-                history = self.histories[fields["peer"]] = ConversationHistory()
-            history.apply(message)
-        self.events.record(kind, **fields)
+        self.observe_fields(kind, fields)

@@ -238,26 +238,9 @@ class EventLog:
             self._file = self._resume(jsonl_path, owner)
 
     def record(self, kind: str, **fields: Any) -> Event:
-        self._seq += 1
-        event = {
-            "seq": self._seq,
-            "t_mono": self._clock(),
-            "t_wall": self._wall_clock(),
-            "agent": self.agent_id,
-            "kind": kind,
-            **fields,
-        }
-        self._events.append(event)
-        if self._file is not None:
-            self._make_ready()
-            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
-        if self._changed is not None:
-            # Wake every waiter: each holds the Event that was current when it began.
-            self._changed.set()
-            self._changed = None
-        return event
+        return self.record_fields(kind, fields)
 
-    def record_fields(self, kind: str, fields: dict[str, Any]) -> None:
+    def record_fields(self, kind: str, fields: dict[str, Any]) -> Event:
         """`record` for fields already in a dict (the message path: no re-packing)."""
         self._seq += 1
         event = {
@@ -273,8 +256,10 @@ class EventLog:
             self._make_ready()
             self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
         if self._changed is not None:
+            # Wake every waiter: each holds the Event that was current when it began.
             self._changed.set()
             self._changed = None
+        return event
 
     def since(self, seq: int = 0, match: Mapping[str, Any] | None = None) -> list[Event]:
         """Events after `seq` (0 = all), optionally only those matching `match`."""
