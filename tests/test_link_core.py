@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from fake_data_channel import FakeDataChannel
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -598,26 +599,6 @@ def test_two_cores_deliver_exactly_once_in_order_and_ack_everything(features, sc
 
 
 # ---- the asyncio adapter applies the effects in the core's order ----
-
-
-class FakeDataChannel:
-    """What MessageChannel uses of an open RTCDataChannel; keeps the frames sent."""
-
-    readyState = "open"
-    bufferedAmount = 0
-    bufferedAmountLowThreshold = 0
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def send(self, frame: str) -> None:
-        self.frames.append(frame)
-
-    def on(self, event: str, handler: Any) -> None:
-        pass
-
-    def remove_all_listeners(self) -> None:
-        pass
 
 
 class RecordingStore:

@@ -13,6 +13,7 @@ import math
 from typing import Any
 
 import pytest
+from fake_data_channel import FakeDataChannel
 
 from peerlab.peer.message_channel import MessageChannel
 from peerlab.peer.protocol import (
@@ -107,26 +108,6 @@ def test_encode_produces_a_frame_of_exactly_the_limit_and_refuses_one_byte_more(
     with pytest.raises(ProtocolError) as info:
         encode(_text(body_for(MAX_FRAME_BYTES) + "x"))
     assert info.value.code == "too_big"
-
-
-class FakeDataChannel:
-    """What MessageChannel uses of an open RTCDataChannel; keeps the frames sent."""
-
-    readyState = "open"
-    bufferedAmount = 0
-    bufferedAmountLowThreshold = 0
-
-    def __init__(self) -> None:
-        self.frames: list[str] = []
-
-    def send(self, frame: str) -> None:
-        self.frames.append(frame)
-
-    def on(self, event: str, handler: Any) -> None:
-        pass
-
-    def remove_all_listeners(self) -> None:
-        pass
 
 
 @pytest.fixture
