@@ -81,10 +81,9 @@ class Agent:
             self.signaling,
             epoch=self.epoch,
             config=config.manager,
-            observer=self._observe,
+            observer=self._observe_fields,
             store=self.store,
         )
-        self.manager.observe_fields = self.observe_fields
         self.histories: dict[str, ConversationHistory] = {}
         self.stopped = asyncio.Event()
         self._committer: asyncio.Task | None = None
@@ -130,7 +129,9 @@ class Agent:
             for kind, messages in (("sent", state.unacked), ("delivered", state.unlogged)):
                 for message in messages:
                     if (kind, message.id) not in logged:
-                        self._observe(kind, peer=remote, message=message, recovered=True)
+                        self._observe_fields(
+                            kind, {"peer": remote, "message": message, "recovered": True}
+                        )
 
     async def start(self) -> None:
         self.events.record(
@@ -235,7 +236,7 @@ class Agent:
             "anomalies": history.anomalies,
         }
 
-    def observe_fields(self, kind: str, fields: dict[str, Any]) -> None:
+    def _observe_fields(self, kind: str, fields: dict[str, Any]) -> None:
         # Histories follow what a user would see: own messages when sent, others' when
         # delivered (exactly once, in order), never raw receptions.
         message = fields.get("message")
@@ -245,6 +246,3 @@ class Agent:
                 history = self.histories[fields["peer"]] = ConversationHistory()
             history.apply(message)
         self.events.record_fields(kind, fields)
-
-    def _observe(self, kind: str, **fields: Any) -> None:
-        self.observe_fields(kind, fields)

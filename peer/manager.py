@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from peerlab.peer.connection import ConnectionSetupError, IceOptions, PeerConnection
-from peerlab.peer.message_channel import ChannelConfig, MessageChannel
+from peerlab.peer.message_channel import ChannelConfig, MessageChannel, Observer
 from peerlab.peer.protocol import check_peer_id
 from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
 from peerlab.peer.state import P2PConnectionState, check_transition, wins_glare
@@ -79,20 +79,19 @@ class PeerConnectionManager:
         *,
         epoch: str,
         config: ManagerConfig = ManagerConfig(),
-        observer: Callable[..., None] | None = None,
+        observer: Observer | None = None,
         store: Store | None = None,
     ):
         self.local_id = local_id
         self.signaling = signaling
         self.epoch = epoch
         self.config = config
-        self._observe = observer or (lambda kind, **fields: None)
+        self._observer: Observer = observer or (lambda kind, fields: None)
         self._store = store
         self._links: dict[str, _Link] = {}
         self._state_callbacks: list[StateCallback] = []
         self._closing = False
         self._closing_pcs: set[asyncio.Task] = set()
-        self.observe_fields: Callable[[str, dict[str, Any]], None] | None = None
 
     # ---- public API ----
 
@@ -439,18 +438,16 @@ class PeerConnectionManager:
                 remote_id,
                 epoch=self.epoch,
                 config=self.config.channel,
-                observer=lambda kind, **f: self._observe(kind, peer=remote_id, **f),
-                fields_observer=(
-                    None
-                    if self.observe_fields is None
-                    else lambda kind, f: self.observe_fields(kind, {"peer": remote_id, **f})
-                ),
+                observer=lambda kind, f: self._observer(kind, {"peer": remote_id, **f}),
                 store=self._store,
             )
             link = self._links[remote_id] = _Link(
                 remote_id, channel, ice=IceOptions(relay_only=self.config.relay_only)
             )
         return link
+
+    def _observe(self, kind: str, **fields: Any) -> None:
+        self._observer(kind, fields)
 
     def _set_state(self, link: _Link, state: P2PConnectionState, **details: Any) -> None:
         if state is P2PConnectionState.CONNECTED:

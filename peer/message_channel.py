@@ -51,7 +51,8 @@ from peerlab.peer.protocol import (
 from peerlab.peer.store import RemoteState, Store
 
 Handler = Callable[[ChannelMessage], Any]
-Observer = Callable[..., None]
+Observer = Callable[[str, dict[str, Any]], None]
+"""Told `(kind, fields)` of everything that happens (the agent logs it as an event)."""
 
 
 _DEFAULTS = ChannelConfig()
@@ -71,16 +72,13 @@ class MessageChannel:
         config: ChannelConfig = _DEFAULTS,
         observer: Observer | None = None,
         store: Store | None = None,
-        fields_observer: Callable[[str, dict[str, Any]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ):
         self.local_id = local_id
         self.remote_id = remote_id
         self.config = config
-        observe = observer or (lambda kind, **fields: None)
-        # The core's report fields go on as they are, a dict, when the observer takes one.
-        self._report = fields_observer or (lambda kind, fields: observe(kind, **fields))
+        self._report: Observer = observer or (lambda kind, fields: None)
         self._store = store
         self._clock = clock
         self._core = LinkCore(
@@ -235,6 +233,13 @@ class MessageChannel:
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
+        self._fire()
+
+    def _on_soon(self) -> None:
+        self._soon = None
+        self._fire()
+
+    def _fire(self) -> None:
         self._busy()
         self._core.timer_fired(self._clock())
         self._apply()
@@ -247,7 +252,7 @@ class MessageChannel:
         call, and these go on after it."""
         try:
             for effect in self._core.take_effects():
-                # The three commonest first, by type: a match tries its cases in turn.
+                # The two commonest first, by type: a match tries its cases in turn.
                 kind = type(effect)
                 if kind is Report:
                     self._report(effect.kind, effect.fields)
@@ -263,11 +268,6 @@ class MessageChannel:
                         if channel is not None and channel.readyState == "open":
                             channel.send(frame)
                             self.frames_sent += 1
-                    case Report(kind, fields):
-                        self._report(kind, fields)
-                    case Dispatch(message_type, message):
-                        for handler in self._handlers.get(message_type, ()):
-                            handler(message)
                     case StoreAccept(message):
                         if self._store is not None:
                             self._store.accept(self.remote_id, message)
@@ -287,12 +287,6 @@ class MessageChannel:
                             handler(error)
         finally:
             self._arm_timer()
-
-    def _on_soon(self) -> None:
-        self._soon = None
-        self._busy()
-        self._core.timer_fired(self._clock())
-        self._apply()
 
     def _arm_timer(self) -> None:
         when = self._core.next_timer()

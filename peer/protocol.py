@@ -282,7 +282,7 @@ def decode_frame(frame: str | bytes, *, batch: bool) -> Frame:
 
 def _parse(frame: str | bytes) -> dict[str, Any]:
     """Steps 1 and 2 of docs/protocol.md §6: the size, then a JSON object."""
-    _check_size(len(frame) if isinstance(frame, bytes) else _utf8_len(frame))
+    check_frame_size(len(frame) if isinstance(frame, bytes) else _utf8_len(frame))
     try:
         # Frames are UTF-8: json.loads would also guess UTF-16/32 from bytes.
         text = frame.decode("utf-8") if isinstance(frame, bytes) else frame
@@ -335,7 +335,7 @@ def encode(message: ChannelMessage, *, checked: bool = False) -> str:
             values[index] = render(values[index])
         values = tuple(values)
     frame = template.text % values
-    _check_size(_utf8_len(frame))
+    check_frame_size(_utf8_len(frame))
     return frame
 
 
@@ -397,7 +397,8 @@ def frame_size(message: ChannelMessage) -> int:
     return _utf8_len(encode(message, checked=True))
 
 
-def _check_size(size: int) -> None:
+def check_frame_size(size: int) -> None:
+    """Raise `too_big` when a frame of `size` UTF-8 bytes is over the limit."""
     if size > MAX_FRAME_BYTES:
         raise ProtocolError(
             "too_big", f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit"
@@ -526,7 +527,7 @@ def encode_batch(frames: Sequence[str] = (), acked_ids: Sequence[str] = ()) -> s
         raise ProtocolError("missing_field", "batch frame has neither 'messages' nor 'acked_ids'")
     parts.append(_BATCH_END)
     batch = "".join(parts)
-    _check_size(_utf8_len(batch))
+    check_frame_size(_utf8_len(batch))
     return batch
 
 

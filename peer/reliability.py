@@ -35,13 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from peerlab.peer.protocol import (
-    MAX_FRAME_BYTES,
-    ChannelMessage,
-    ProtocolError,
-    encode,
-    frame_size,
-)
+from peerlab.peer.protocol import ChannelMessage, check_frame_size, encode, frame_size
 
 MAX_RTO = 60.0
 MAX_UNACKED_MESSAGES = 10_000
@@ -89,6 +83,8 @@ class Outbox:
         self._srtt: float | None = None
         self._rttvar = 0.0
         self._backoff = 1
+        self.last_frame = ""
+        """The frame of the message `send` just sequenced, encoded once: what goes out."""
 
     def send(self, message: ChannelMessage, now: float) -> ChannelMessage:
         """Sequence a new reliable message (its epoch/seq/base are filled in) and track it.
@@ -107,10 +103,7 @@ class Outbox:
         # only by the digits.
         frame = encode(sequenced, checked=True)
         size = len(frame.encode()) + len(str(seq)) - len(str(base))
-        if size > MAX_FRAME_BYTES:
-            raise ProtocolError(
-                "too_big", f"frame of {size} bytes is over the {MAX_FRAME_BYTES}-byte limit"
-            )
+        check_frame_size(size)
         self._check_room(size)
         self.last_frame = frame
         self._next_seq[conversation] = seq + 1

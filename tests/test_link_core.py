@@ -621,7 +621,7 @@ class RecordingStore:
 
 
 def recording_channel(log: list[str]) -> tuple[MessageChannel, FakeDataChannel]:
-    def observe(kind: str, **fields: Any) -> None:
+    def observe(kind: str, fields: dict[str, Any]) -> None:
         if "message" in fields:
             log.append(f"{kind} {fields['message'].body}")
 
