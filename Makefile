@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples suite-check docker images chromium lint lint-ci format bench bench-scale lock clean
+.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples examples-python examples-profiles examples-pytest suite-check docker images chromium lint lint-ci format bench bench-scale lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
@@ -44,7 +44,16 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-test: lint lint-ci unit fuzz-short scenarios examples suite-check
+# The parts of `make test` run side by side, every line printed as it comes, and share
+# TEST_STACKS lab stacks at a time between them (PEERLAB_MAX_STACKS, docs/stack.md): more
+# than the machine holds would starve the agents and fail fault proofs. TEST_JOBS=1 runs
+# the parts one after another.
+TEST_JOBS ?= 8
+TEST_STACKS ?= 3
+test:
+	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
+		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_JOBS=$(TEST_STACKS) \
+		lint lint-ci unit fuzz-short scenarios examples suite-check
 
 unit: venv
 	@mkdir -p $(RESULTS)
@@ -75,11 +84,17 @@ scenarios: venv images
 # scenario under a matrix of network profiles (one JUnit test case per scenario x profile),
 # and a user's pytest suite using the plugin, from its own folder.
 EXAMPLE_PROFILES ?= lan,wifi,4g
-examples: venv images
+examples: examples-python examples-profiles examples-pytest
+
+examples-python: venv images
 	$(PY) -m peerlab.scenarios.cli run examples/scenarios/every_message_type.py \
 		--junit $(RESULTS)/junit-examples-python.xml
+
+examples-profiles: venv images
 	$(PY) -m peerlab.scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
 		--profile $(EXAMPLE_PROFILES) --jobs $(JOBS) --junit $(RESULTS)/junit-examples-profiles.xml
+
+examples-pytest: venv images
 	cd examples/pytest && $(abspath $(PY)) -m pytest -q --peerlab-profile lan,wifi \
 		--peerlab-results $(abspath $(RESULTS)) \
 		--junitxml=$(abspath $(RESULTS))/junit-examples-pytest.xml
@@ -91,8 +106,10 @@ chromium:
 # The suite must catch a broken agent (one that never acks, one that delivers copies
 # twice), an interrupted run must leave nothing behind, and a run's report must render in
 # a real browser: the tests marked `containers`.
+SUITE_CHECK_JOBS ?= 4
 suite-check: venv images chromium
-	$(PY) -m pytest -m containers --junitxml=$(RESULTS)/junit-suite-check.xml
+	$(PY) -m pytest -m containers -n $(SUITE_CHECK_JOBS) --dist worksteal \
+		--junitxml=$(RESULTS)/junit-suite-check.xml
 
 lint: venv
 	$(PY) -m ruff check .

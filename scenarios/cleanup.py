@@ -203,8 +203,10 @@ def _find(kind: str, collection: Any, run: str | None) -> list[tuple[Any, Leftov
     by_id = {}
     for label in (RUN_LABEL, PROJECT_LABEL):
         filters = {"label": label}
+        # A container listed, then removed by a run ending meanwhile, is skipped, not a
+        # failure: runs may end while this one cleans (they run side by side).
         found = (
-            collection.list(all=True, filters=filters)
+            collection.list(all=True, filters=filters, ignore_removed=True)
             if kind == "container"
             else collection.list(filters=filters)
         )

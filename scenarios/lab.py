@@ -28,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from peerlab.scenarios import stack_slots
 from peerlab.scenarios.agent_client import AgentClient, AgentError
 from peerlab.scenarios.checks import DeliveryReport, assert_delivered, delivery_report
 from peerlab.scenarios.faults import Faults
@@ -108,6 +109,7 @@ class Lab:
         self.agents: dict[str, AgentClient] = {}
         self.toxiproxy: Toxiproxy
         self._session: aiohttp.ClientSession | None = None
+        self._slot = stack_slots.StackSlot(None)
 
     @classmethod
     def open(
@@ -134,6 +136,14 @@ class Lab:
         # mesh waited up to 11 s for a slot, and /send timed out while the agents
         # answered within 1.5 s (README, "Scale").
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        try:
+            # Not part of the start time: waiting for other runs' stacks to go.
+            self._slot = await stack_slots.acquire(self.progress)
+        except BaseException:  # nothing started yet: give back what __init__ took
+            release_prefix(self.stack.prefix)
+            self.containers.close()
+            await self._session.close()
+            raise
         started = time.monotonic()
         try:
             await self.start(self.peers)
@@ -443,6 +453,7 @@ class Lab:
                 leftovers = await asyncio.to_thread(self.containers.leftovers)
             finally:
                 release_prefix(self.stack.prefix)
+                self._slot.release()
                 # Also when `down` failed: an open HTTP session would be reported at exit.
                 self.containers.close()
                 if self._session is not None:

@@ -35,6 +35,7 @@ from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.profile_runtime import network_profile
 from peerlab.scenarios.profiles import Profile
 from peerlab.scenarios.report import write_report
+from peerlab.scenarios.stack import peer_names
 
 
 @dataclass
@@ -65,6 +66,15 @@ def case_name(scenario: Scenario, profile: Profile | None) -> str:
     return f"{scenario.name}@{profile.name}" if profile else scenario.name
 
 
+def case_topology(
+    scenario: Scenario, profile: Profile | None, peers: int | None = None
+) -> tuple[list[str], dict[str, Any] | None]:
+    """The peers a case runs (`peers` asks for more than the scenario's own) and its
+    topology: the profile's placed over the scenario's, else the scenario's. Pure."""
+    names = peer_names(max(peers or scenario.peers, scenario.peers))
+    return names, profile.topology(scenario.topology, names) if profile else scenario.topology
+
+
 async def run_scenario(
     scenario: Scenario,
     run_dir: Path,
@@ -76,13 +86,12 @@ async def run_scenario(
     profile: Profile | None = None,
 ) -> Outcome:
     name = case_name(scenario, profile)
-    peers = max(peers or scenario.peers, scenario.peers)
+    names, topology = case_topology(scenario, profile, peers)
+    peers = len(names)
     folder = run_dir / name
     started = time.monotonic()
     # A scenario's own agent settings, under the caller's.
     env = {**scenario.env, **(env or {})}
-    names = [f"peer{i}" for i in range(1, peers + 1)]
-    topology = profile.topology(scenario.topology, names) if profile else scenario.topology
     lab = Lab.open(name, folder, peers=peers, seed=seed, env=env, topology=topology)
     error = details = ""
     try:

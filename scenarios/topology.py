@@ -275,10 +275,11 @@ def compose_override(topology: Topology, prefix: str, seed: int) -> str:
                     f"'http://127.0.0.1:{ROUTER_CONTROL_PORT}/healthz', timeout=2)",
                 ],
                 # For `docker compose ps`; the harness asks /healthz itself. Each check
-                # starts a Python process: seldom, since a lab may run ten routers.
-                "interval": "5s",
+                # is a `docker exec` of a Python process: seldom, since a lab may run ten
+                # routers.
+                "interval": "30s",
                 "timeout": "3s",
-                "retries": 12,
+                "retries": 3,
             },
             # docker-init reaps and forwards SIGTERM from the first instant: fast stops.
             "init": True,

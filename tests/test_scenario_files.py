@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from peerlab.scenarios import catalog
-from peerlab.scenarios.cli import main
+from peerlab.scenarios.cli import heaviest_first, main
 from peerlab.scenarios.declarative import check_placement
 from peerlab.scenarios.profiles import load_profile, shipped_profiles
 from peerlab.scenarios.scenario_spec import load_scenario_spec
@@ -160,3 +160,14 @@ def test_peerlab_run_refuses_a_bad_file_before_starting_anything(tmp_path, capsy
     assert exited.value.code == 2
     assert "workload[0].to: 'peer9' is not a peer" in capsys.readouterr().err
     assert not (tmp_path / "results").exists()
+
+
+def test_the_heaviest_cases_start_first_and_ties_keep_their_order():
+    built_in = catalog.built_in()
+    cases = [(built_in[name], None) for name in ("two_peers", "nat_matrix", "full_mesh")]
+    cases.append((built_in["two_peers"], load_profile("4g")))  # two peers, two routers
+    cases.append((built_in["receiver_restart"], None))
+    # nat_matrix: 12 peers and their routers; two_peers@4g: 2 + 2 * 2; full_mesh 3; the 2s.
+    assert heaviest_first(cases, None) == [1, 3, 2, 0, 4]
+    # --peers 4 makes the two-peer cases four-peer ones.
+    assert heaviest_first(cases, 4)[:2] == [1, 3]

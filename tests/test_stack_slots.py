@@ -1,0 +1,61 @@
+"""PEERLAB_MAX_STACKS: parsed strictly; at most that many slots held at once, across
+open files (as across processes); a slot given back or dropped by its holder's exit
+frees a waiter."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from peerlab.scenarios.stack_slots import ENV, acquire, max_stacks
+
+
+def test_the_limit_is_read_strictly():
+    assert max_stacks({}) == 0
+    assert max_stacks({ENV: " 3 "}) == 3
+    assert max_stacks({ENV: "0"}) == 0
+    for bad in ("-1", "three", "2.5"):
+        with pytest.raises(ValueError, match=ENV):
+            max_stacks({ENV: bad})
+
+
+async def test_a_third_stack_waits_until_one_of_two_is_given_back(tmp_path):
+    said: list[str] = []
+    first = await acquire(said.append, limit=2, folder=tmp_path)
+    second = await acquire(said.append, limit=2, folder=tmp_path)
+    third = asyncio.create_task(acquire(said.append, limit=2, folder=tmp_path))
+    await asyncio.sleep(0.3)
+    assert not third.done()
+    assert said == [f"waiting for a stack slot ({ENV}=2 stacks at once)"]
+    second.release()
+    second.release()  # idempotent
+    (await asyncio.wait_for(third, 2)).release()
+    assert said[-1].startswith("got a stack slot after ")
+    first.release()
+
+
+async def test_a_slot_held_by_a_process_that_dies_is_free_again(tmp_path):
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import asyncio, sys, pathlib\n"
+            "from peerlab.scenarios.stack_slots import acquire\n"
+            f"asyncio.run(acquire(print, limit=1, folder=pathlib.Path({str(tmp_path)!r})))\n"
+            "print('held', flush=True)\n"
+            "sys.stdin.read()\n",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline().strip() == "held"
+    waiter = asyncio.create_task(acquire(lambda _: None, limit=1, folder=tmp_path))
+    await asyncio.sleep(0.3)
+    assert not waiter.done()
+    holder.kill()
+    holder.wait()
+    (await asyncio.wait_for(waiter, 2)).release()
