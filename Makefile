@@ -44,20 +44,28 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# The parts of `make test` run side by side, every line printed as it comes, and share
-# TEST_STACKS lab stacks at a time between them (PEERLAB_MAX_STACKS, docs/stack.md): more
-# than the machine holds would starve the agents and fail fault proofs. TEST_JOBS=1 runs
-# the parts one after another.
+# `make test` in two rounds, the parts of each side by side (`make -j`, every line printed
+# as it comes): first what runs on the host (lint, unit tests on two workers, fuzzing)
+# while the images and Chromium are checked, then everything that runs containers, sharing
+# TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md). Apart, because
+# all of Docker's containers share one CPU weight against each busy host process (cgroup
+# v1 here): unit tests run beside them starve agents and delay lines, and fault proofs
+# then measure latency nobody injected (README, "Suite speed"). TEST_JOBS=1: one part at
+# a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
 test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
+		lint lint-ci unit fuzz-short images chromium
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
 		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_JOBS=$(TEST_STACKS) \
-		lint lint-ci unit fuzz-short scenarios examples suite-check
+		scenarios examples suite-check
 
+# Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
+UNIT_JOBS ?= 0
 unit: venv
 	@mkdir -p $(RESULTS)
-	$(PY) -m pytest -m "not containers" --junitxml=$(RESULTS)/junit-unit.xml
+	$(PY) -m pytest -m "not containers" -n $(UNIT_JOBS) --junitxml=$(RESULTS)/junit-unit.xml
 
 # Seeded, bounded fuzz campaigns (docs/fuzz.md): the data-channel decoder, the signaling
 # server and an agent's control API, in process on 127.0.0.1. A finding prints its replay.

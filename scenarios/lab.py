@@ -19,6 +19,7 @@ import contextlib
 import json
 import random
 import re
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -122,11 +123,12 @@ class Lab:
         env: dict[str, str] | None = None,
         topology: Mapping[str, Any] | None = None,
     ) -> Lab:
-        """A lab whose Compose project name is unique to this run and scenario."""
+        """A lab whose Compose project name is unique to this run and scenario, and on
+        the Docker host: runs of the same scenario started in the same second by two
+        processes (results folders of their own) differ by the random tail."""
         # Compose project names allow lowercase letters, digits, "-" and "_" only.
-        project = re.sub(
-            r"[^a-z0-9-]", "-", f"peerlab-{run_dir.parent.name}-{run_dir.name}".lower()
-        )
+        unique = f"peerlab-{run_dir.parent.name}-{run_dir.name}-{secrets.token_hex(2)}"
+        project = re.sub(r"[^a-z0-9-]", "-", unique.lower())
         run_dir.mkdir(parents=True, exist_ok=True)
         return cls(scenario, run_dir, peers, seed, project, env, topology)
 

@@ -167,13 +167,18 @@ def write_outcome(folder: Path, record: dict[str, Any]) -> None:
 def new_run_dir(root: Path | None = None) -> Path:
     # Absolute: the folder is bind-mounted, and Compose reads a relative source as a volume name.
     root = (root or Path("results")).resolve()
-    run_dir = root / time.strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    # Created, not checked: runs started in the same second by other processes each get
+    # a folder of their own.
     suffix = 1
-    while run_dir.exists():
-        suffix += 1
-        run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
-    run_dir.mkdir(parents=True)
-    return run_dir
+    while True:
+        run_dir = root / (stamp if suffix == 1 else f"{stamp}-{suffix}")
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            suffix += 1
 
 
 def write_junit(outcomes: Sequence[Outcome], path: Path, suite: str = "peerlab") -> None:
