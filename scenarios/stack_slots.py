@@ -3,20 +3,20 @@
 `peerlab run --jobs N` bounds one process. `make test` runs several processes side by
 side (the scenarios, the examples, the suite check), and a 2-core machine that runs ten
 stacks at once starves their agents: fault proofs then see latency nobody injected, and
-heartbeats time out. A slot is an exclusive `flock` on one of N files in a directory
-shared by every process of the user; the kernel drops it when its holder exits, so a
-killed run never keeps one. Unset or 0: no limit (the default).
+heartbeats time out. A slot is a lock on one of N files (scenarios/host_locks.py),
+dropped by the kernel when its holder exits, so a killed run never keeps one. Unset or 0:
+no limit (the default).
 """
 
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from peerlab.scenarios.host_locks import lock_dir, try_lock
 
 ENV = "PEERLAB_MAX_STACKS"
 POLL_S = 0.1
@@ -38,11 +38,6 @@ def max_stacks(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
     return value
 
 
-def slots_dir() -> Path:
-    """One directory per user, so that one user's runs never wait for another's."""
-    return Path(tempfile.gettempdir()) / f"peerlab-{os.getuid()}-stack-slots"
-
-
 class StackSlot:
     """One held slot (or none, without a limit); release() is idempotent."""
 
@@ -55,16 +50,6 @@ class StackSlot:
             self._fd = None
 
 
-def _try_lock(path: Path) -> int | None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
 async def acquire(
     progress: Callable[[str], None], limit: int | None = None, folder: Path | None = None
 ) -> StackSlot:
@@ -72,13 +57,12 @@ async def acquire(
     limit = max_stacks() if limit is None else limit
     if limit == 0:
         return StackSlot(None)
-    folder = folder or slots_dir()
-    folder.mkdir(mode=0o700, exist_ok=True)
+    folder = folder or lock_dir("stack-slots")
     started = time.monotonic()
     said = False
     while True:
         for index in range(limit):
-            fd = _try_lock(folder / f"slot-{index}")
+            fd = try_lock(folder / f"slot-{index}")
             if fd is not None:
                 if said:
                     progress(f"got a stack slot after {time.monotonic() - started:.1f}s")

@@ -2,17 +2,20 @@
 host route uses, so that runs side by side (and the user's own networks) never collide.
 
 `pick_prefix` is pure; `used_networks` asks Docker and the kernel what is taken;
-`claim_prefix` holds a choice for this process until its lab is gone.
+`claim_prefix` holds a choice, across processes, until its lab is gone.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import random
 from collections.abc import Iterable
 from pathlib import Path
 
 import docker
+
+from peerlab.scenarios.host_locks import lock_dir, try_lock
 
 CANDIDATES = range(100, 200)
 """Second octets tried: 10.100.0.0/16 … 10.199.0.0/16."""
@@ -38,21 +41,30 @@ def pick_prefix(used: Iterable[ipaddress.IPv4Network], rng: random.Random) -> st
     return f"10.{rng.choice(free)}"
 
 
-_claimed: set[str] = set()
-"""Prefixes this process handed out whose networks may not exist yet: labs started side by
-side (`peerlab run --jobs`) choose before either has created its networks."""
+_held: dict[str, int] = {}
+"""Prefix -> the descriptor holding its lock, for the prefixes this process handed out."""
 
 
 def claim_prefix(client: docker.DockerClient, rng: random.Random) -> str:
-    """A free prefix, held for this process until `release_prefix`."""
-    claimed = [ipaddress.ip_network(f"{prefix}.0.0/16") for prefix in _claimed]
-    prefix = pick_prefix([*used_networks(client), *claimed], rng)
-    _claimed.add(prefix)
-    return prefix
+    """A free prefix, held until `release_prefix` by a lock every PeerLab process of the
+    user respects (scenarios/host_locks.py): labs started side by side, in this process
+    (`peerlab run --jobs`) or in others (`make test`), choose before any of them has
+    created its networks, and a lab may wait minutes for a stack slot in between."""
+    folder = lock_dir("prefixes")
+    used = used_networks(client)
+    while True:
+        prefix = pick_prefix(used, rng)
+        fd = try_lock(folder / prefix)
+        if fd is not None:
+            _held[prefix] = fd
+            return prefix
+        used.append(ipaddress.ip_network(f"{prefix}.0.0/16"))  # another lab's: try another
 
 
 def release_prefix(prefix: str) -> None:
-    _claimed.discard(prefix)
+    fd = _held.pop(prefix, None)
+    if fd is not None:
+        os.close(fd)
 
 
 def used_networks(client: docker.DockerClient) -> list[ipaddress.IPv4Network]:

@@ -5,12 +5,15 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
+import subprocess
+import sys
+import types
 
 import pytest
 
 from peerlab.scenarios.host_conntrack import exempt_script, remove_script
 from peerlab.scenarios.stack import bridge_name
-from peerlab.scenarios.subnets import NoFreeSubnet, pick_prefix
+from peerlab.scenarios.subnets import NoFreeSubnet, claim_prefix, pick_prefix, release_prefix
 from peerlab.scenarios.topology import (
     TopologyError,
     compose_override,
@@ -130,6 +133,33 @@ def test_pick_prefix_avoids_every_used_network():
     used.append(ipaddress.ip_network("10.142.7.0/24"))
     with pytest.raises(NoFreeSubnet, match="docker network prune"):
         pick_prefix(used, random.Random(1))
+
+
+# A Docker client with no networks (the claim's own logic, without an engine), as source:
+# the test runs it in another process too.
+NO_NETWORKS = "types.SimpleNamespace(networks=types.SimpleNamespace(list=lambda: []))"
+
+
+def test_a_claimed_prefix_is_held_against_other_processes_until_released():
+    client = types.SimpleNamespace(networks=types.SimpleNamespace(list=lambda: []))
+    mine = claim_prefix(client, random.Random(7))
+    claim = (
+        "import random, types; from peerlab.scenarios.subnets import claim_prefix; "
+        f"print(claim_prefix({NO_NETWORKS}, random.Random(7)))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", claim], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    # The same seed makes the same first choice: held, so each got another one.
+    assert other != mine
+    second = claim_prefix(client, random.Random(7))
+    release_prefix(second)
+    release_prefix(mine)
+    assert second != mine
+    # Released (and the other process gone): the same seed gets the first choice again.
+    again = claim_prefix(client, random.Random(7))
+    release_prefix(again)
+    assert again == mine
 
 
 def test_host_conntrack_rules_are_tagged_and_removed_by_tag():
