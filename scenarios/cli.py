@@ -90,13 +90,12 @@ def plan_cases(args: argparse.Namespace) -> list[tuple[catalog.Scenario, Profile
 def heaviest_first(
     cases: list[tuple[catalog.Scenario, Profile | None]], peers: int | None
 ) -> list[int]:
-    """The order to start cases in, as indices: the most containers first, a router
-    counting for two (it adds a NAT proof of several seconds), ties in the listed order.
-    Started last, the longest runs would hold the end of the run alone."""
+    """The order to start cases in, as indices: heaviest first (`stack_weight`), ties in
+    the listed order."""
 
     def weight(index: int) -> int:
         names, topology = case_topology(*cases[index], peers)
-        return len(names) + 2 * len(parse_topology(topology, names).lans)
+        return stack_slots.stack_weight(len(names), len(parse_topology(topology, names).lans))
 
     return sorted(range(len(cases)), key=lambda index: -weight(index))
 

@@ -106,7 +106,8 @@ class Lab:
         self.progress = Progress(scenario)
         self.counters = Counters()
         self.phases: dict[str, float] = {}
-        """Seconds the stack took to start (up, healthy, NATs proven) and to tear down."""
+        """Seconds spent waiting for a stack slot, starting the stack (up, healthy, NATs
+        proven) and tearing it down."""
         self.agents: dict[str, AgentClient] = {}
         self.toxiproxy: Toxiproxy
         self._session: aiohttp.ClientSession | None = None
@@ -138,9 +139,12 @@ class Lab:
         # mesh waited up to 11 s for a slot, and /send timed out while the agents
         # answered within 1.5 s (README, "Scale").
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+        queued = time.monotonic()
         try:
-            # Not part of the start time: waiting for other runs' stacks to go.
-            self._slot = await stack_slots.acquire(self.progress)
+            # Not part of the scenario's time: waiting for other runs' stacks to go.
+            weight = stack_slots.stack_weight(len(self.peers), len(self.topology.lans))
+            self._slot = await stack_slots.acquire(self.progress, weight)
+            self.phases["queued"] = time.monotonic() - queued
         except BaseException:  # nothing started yet: give back what __init__ took
             release_prefix(self.stack.prefix)
             self.containers.close()

@@ -43,6 +43,7 @@ class Outcome:
     scenario: str
     passed: bool
     seconds: float
+    """Start, body and teardown: not the wait for a stack slot (PEERLAB_MAX_STACKS)."""
     peers: int
     sent: int
     acked: int
@@ -103,14 +104,13 @@ async def run_scenario(
     outcome = Outcome(
         name,
         not error,
-        time.monotonic() - started,
-        peers,
-        lab.counters.sent,
-        lab.counters.acked,
-        len(lab.counters.links),
-        error,
-        details,
-        folder,
+        peers=peers,
+        sent=lab.counters.sent,
+        acked=lab.counters.acked,
+        links=len(lab.counters.links),
+        error=error,
+        details=details,
+        folder=folder,
         **_phases(lab.phases, time.monotonic() - started),
     )
     connects = summarize(connect_times(load_run(folder)[0])) if folder.is_dir() else None
@@ -138,8 +138,15 @@ async def run_scenario(
 
 
 def _phases(phases: dict[str, float], total: float) -> dict[str, float]:
+    """The scenario's time, split; waiting for a stack slot is in none of them."""
     start, teardown = phases.get("start", 0.0), phases.get("teardown", 0.0)
-    return {"start_s": start, "body_s": max(total - start - teardown, 0.0), "teardown_s": teardown}
+    body = max(total - phases.get("queued", 0.0) - start - teardown, 0.0)
+    return {
+        "seconds": start + body + teardown,
+        "start_s": start,
+        "body_s": body,
+        "teardown_s": teardown,
+    }
 
 
 def check_history(folder: Path, progress: Callable[[str], None]) -> CheckResult | None:

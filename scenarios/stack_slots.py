@@ -11,6 +11,7 @@ no limit (the default).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from peerlab.scenarios.host_locks import lock_dir, try_lock
 
 ENV = "PEERLAB_MAX_STACKS"
 POLL_S = 0.1
+MAX_WEIGHT = 999_999
+_tickets = itertools.count()
+"""Tells apart the tickets one process takes in the same nanosecond."""
 
 
 def max_stacks(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
@@ -50,24 +54,72 @@ class StackSlot:
             self._fd = None
 
 
+def stack_weight(peers: int, routers: int) -> int:
+    """How heavy a stack is, to start the heaviest first: its containers, a router counting
+    for two (its NAT proof takes several seconds). Started last, the longest runs would
+    hold the end of the run alone."""
+    return peers + 2 * routers
+
+
 async def acquire(
-    progress: Callable[[str], None], limit: int | None = None, folder: Path | None = None
+    progress: Callable[[str], None],
+    weight: int = 0,
+    limit: int | None = None,
+    folder: Path | None = None,
 ) -> StackSlot:
-    """Wait for a free slot, saying once that it waits and, when it got one, how long."""
+    """Wait for a free slot, saying once that it waits and, when it got one, how long.
+    Waiters queue by weight, heaviest first, then by arrival, across processes: each holds
+    a ticket (a locked file named by its rank) while it waits, and only the first live
+    ticket tries the slots."""
     limit = max_stacks() if limit is None else limit
     if limit == 0:
         return StackSlot(None)
     folder = folder or lock_dir("stack-slots")
+    queue = folder / "queue"
+    queue.mkdir(exist_ok=True)
+    ticket, ticket_fd = _take_ticket(queue, weight)
     started = time.monotonic()
     said = False
-    while True:
-        for index in range(limit):
-            fd = try_lock(folder / f"slot-{index}")
-            if fd is not None:
-                if said:
-                    progress(f"got a stack slot after {time.monotonic() - started:.1f}s")
-                return StackSlot(fd)
-        if not said:
-            progress(f"waiting for a stack slot ({ENV}={limit} stacks at once)")
-            said = True
-        await asyncio.sleep(POLL_S)
+    try:
+        while True:
+            if _first_in_queue(queue, ticket.name):
+                for index in range(limit):
+                    fd = try_lock(folder / f"slot-{index}")
+                    if fd is not None:
+                        if said:
+                            progress(f"got a stack slot after {time.monotonic() - started:.1f}s")
+                        return StackSlot(fd)
+            if not said:
+                progress(f"waiting for a stack slot ({ENV}={limit} stacks at once)")
+                said = True
+            await asyncio.sleep(POLL_S)
+    finally:
+        ticket.unlink(missing_ok=True)
+        os.close(ticket_fd)
+
+
+def _take_ticket(queue: Path, weight: int) -> tuple[Path, int]:
+    """A ticket whose name sorts heaviest first, then oldest. Locked under a temporary
+    name, then renamed into place: never seen unlocked, so never taken for a dead one."""
+    rank = f"{MAX_WEIGHT - min(weight, MAX_WEIGHT):06d}-{time.time_ns()}-{os.getpid()}"
+    rank += f"-{next(_tickets)}"
+    draft = queue.parent / f"draft-{rank}"
+    fd = try_lock(draft)
+    assert fd is not None, "a fresh file is locked by nobody else"
+    ticket = queue / rank
+    draft.rename(ticket)
+    return ticket, fd
+
+
+def _first_in_queue(queue: Path, mine: str) -> bool:
+    """Whether no live ticket ranks before `mine`. A ticket nobody holds (its waiter died
+    by SIGKILL) is removed on the way."""
+    for name in sorted(os.listdir(queue)):
+        if name >= mine:
+            return True
+        fd = try_lock(queue / name)
+        if fd is None:
+            return False  # a live waiter ahead
+        (queue / name).unlink(missing_ok=True)
+        os.close(fd)
+    return True

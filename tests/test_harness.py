@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from peerlab.scenarios.checks import assert_delivered, delivery_report
-from peerlab.scenarios.runner import Outcome, summary_table, write_junit
+from peerlab.scenarios.runner import Outcome, _phases, summary_table, write_junit
 from peerlab.scenarios.stack import extra_peers_override, peer_names
 
 
@@ -91,6 +91,11 @@ def test_extra_peers_extend_peer1_with_their_own_ids():
     for name in ("peer4", "peer5"):
         assert f"  {name}:\n    extends: {{file: " in override
         assert f"environment: {{PEER_ID: {name}}}" in override
+
+
+def test_the_wait_for_a_stack_slot_counts_in_no_phase():
+    phases = _phases({"queued": 5.0, "start": 2.0, "teardown": 1.0}, total=20.0)
+    assert phases == {"seconds": 15.0, "start_s": 2.0, "body_s": 12.0, "teardown_s": 1.0}
 
 
 def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):

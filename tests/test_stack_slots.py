@@ -5,6 +5,7 @@ frees a waiter."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 
@@ -59,3 +60,33 @@ async def test_a_slot_held_by_a_process_that_dies_is_free_again(tmp_path):
     holder.kill()
     holder.wait()
     (await asyncio.wait_for(waiter, 2)).release()
+
+
+async def test_the_heaviest_waiter_gets_the_next_slot_then_the_oldest(tmp_path):
+    held = await acquire(lambda _: None, limit=1, folder=tmp_path)
+    got: list[str] = []
+
+    async def wait(name: str, weight: int) -> None:
+        slot = await acquire(lambda _: None, weight, limit=1, folder=tmp_path)
+        got.append(name)
+        await asyncio.sleep(0.05)
+        slot.release()
+
+    light = asyncio.create_task(wait("light, first", 2))
+    await asyncio.sleep(0.05)
+    older_heavy = asyncio.create_task(wait("heavy, older", 30))
+    await asyncio.sleep(0.05)
+    heavy = asyncio.create_task(wait("heavy", 30))
+    await asyncio.sleep(0.3)
+    held.release()
+    await asyncio.wait_for(asyncio.gather(light, older_heavy, heavy), 5)
+    assert got == ["heavy, older", "heavy", "light, first"]
+    assert os.listdir(tmp_path / "queue") == []  # every ticket gone with its waiter
+
+
+async def test_a_ticket_left_by_a_killed_waiter_does_not_block_the_queue(tmp_path):
+    (tmp_path / "queue").mkdir()
+    (tmp_path / "queue" / "000000-1-1-0").touch()  # ranks first; nobody holds it
+    slot = await asyncio.wait_for(acquire(lambda _: None, 1, limit=1, folder=tmp_path), 2)
+    slot.release()
+    assert os.listdir(tmp_path / "queue") == []
