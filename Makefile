@@ -114,9 +114,11 @@ chromium:
 # The suite must catch a broken agent (one that never acks, one that delivers copies
 # twice), an interrupted run must leave nothing behind, and a run's report must render in
 # a real browser: the tests marked `containers`.
+# Niced: its host-side work (a wheel, a fresh venv, pip, Chromium) would otherwise take
+# the CPU from every container of the stacks running beside it (see `test`).
 SUITE_CHECK_JOBS ?= 4
 suite-check: venv images chromium
-	$(PY) -m pytest -m containers -n $(SUITE_CHECK_JOBS) --dist worksteal \
+	nice -n 10 $(PY) -m pytest -m containers -n $(SUITE_CHECK_JOBS) --dist worksteal \
 		--junitxml=$(RESULTS)/junit-suite-check.xml
 
 lint: venv

@@ -21,6 +21,7 @@ import pytest
 from peerlab.scenarios.cleanup import clean, live_runs, run_of, select, select_rules, total
 from peerlab.scenarios.host_conntrack import delete_script, rule_tag, tag_pattern
 from peerlab.scenarios.stack import labels_override
+from peerlab.scenarios.stack_slots import ENV as MAX_STACKS_ENV
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN = "peerlab-20260101-120000-two-peers"
@@ -128,13 +129,37 @@ def _names(label: str) -> list[str]:
     return names
 
 
+_running: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test():
+    """A test that fails before it signals its run must not leave the run going (one of
+    them sleeps 600 s in a lab): SIGTERM, which tears the stack down, then wait."""
+    yield
+    while _running:
+        process = _running.pop()
+        if process.poll() is None:
+            process.terminate()
+            process.wait(120)
+
+
 class Started:
-    """A PeerLab command in a subprocess, its output collected as it comes."""
+    """A PeerLab command in a subprocess, its output collected as it comes. Not held to
+    PEERLAB_MAX_STACKS (make test sets it): these tests signal a run at a given phase of
+    its stack, and a run waiting for a slot would be in none of them."""
 
     def __init__(self, command: list[str]):
+        env = {name: value for name, value in os.environ.items() if name != MAX_STACKS_ENV}
         self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
+        _running.append(self.process)
         self.owner = f"{socket.gethostname()}/{self.process.pid}"
         self.stderr: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
