@@ -84,7 +84,10 @@ class Agent:
             observer=self._observe_fields,
             store=self.store,
         )
-        self.histories: dict[str, ConversationHistory] = {}
+        self._histories: dict[str, ConversationHistory] = {}
+        self._unapplied: list[tuple[str, ChannelMessage]] = []
+        """(peer, message) sent or delivered since the histories were last read, in order:
+        they are applied when one is read (`history`), off the message path."""
         self.stopped = asyncio.Event()
         self._committer: asyncio.Task | None = None
         self._stopping: asyncio.Future | None = None
@@ -111,7 +114,7 @@ class Agent:
             if message.type not in RELIABLE_TYPES:
                 continue
             logged.add((event["kind"], message.id))
-            self.histories.setdefault(peer, ConversationHistory()).apply(message)
+            self._histories.setdefault(peer, ConversationHistory()).apply(message)
         if unreadable:
             print(
                 f"event log {self.config.event_log}: skipped {len(unreadable)} sent/delivered "
@@ -228,7 +231,10 @@ class Agent:
         return self.manager.state(remote_id)
 
     def history(self, remote_id: str, conversation: str) -> dict[str, Any]:
-        history = self.histories.get(remote_id, ConversationHistory())
+        unapplied, self._unapplied = self._unapplied, []
+        for peer, message in unapplied:
+            self._histories.setdefault(peer, ConversationHistory()).apply(message)
+        history = self._histories.get(remote_id, ConversationHistory())
         return {
             "peer": remote_id,
             "conversation": conversation,
@@ -236,13 +242,12 @@ class Agent:
             "anomalies": history.anomalies,
         }
 
-    def _observe_fields(self, kind: str, fields: dict[str, Any]) -> None:
+    def _observe_fields(self, kind: str, fields: dict[str, Any], at: float | None = None) -> None:
         # Histories follow what a user would see: own messages when sent, others' when
-        # delivered (exactly once, in order), never raw receptions.
-        message = fields.get("message")
-        if kind in ("sent", "delivered") and message is not None and message.type in RELIABLE_TYPES:
-            history = self.histories.get(fields["peer"])
-            if history is None:
-                history = self.histories[fields["peer"]] = ConversationHistory()
-            history.apply(message)
-        self.events.record_fields(kind, fields)
+        # delivered (exactly once, in order), never raw receptions. Only reliable
+        # messages count: `ConversationHistory.apply` skips the others.
+        if kind == "sent" or kind == "delivered":
+            message = fields.get("message")
+            if message is not None:
+                self._unapplied.append((fields["peer"], message))
+        self.events.record_fields(kind, fields, at)

@@ -229,37 +229,43 @@ class EventLog:
         """The newest event's seq (0: none yet)."""
         self.damaged: tuple[Damage, ...] = ()
         """Records of the file that were skipped when it was resumed."""
-        # Recording is on the message hot path: events are kept as recorded and made
-        # JSON-ready on first read (or at once when they go to a file).
-        self._ready = 0
+        # Recording is on the message hot path: events are kept as recorded, in a tuple,
+        # and made JSON-ready dicts on first read (or at once when they go to a file).
+        self._recorded: list[tuple[int, float, float, str, dict[str, Any]]] = []
         self._changed: asyncio.Event | None = None
         self._file: IO[str] | None = None
         if jsonl_path is not None:
             self._file = self._resume(jsonl_path, owner)
 
     def record(self, kind: str, **fields: Any) -> Event:
-        return self.record_fields(kind, fields)
+        """Record an event; returns it, JSON-ready."""
+        self.record_fields(kind, fields)
+        self._make_ready()
+        return self._events[-1]
 
-    def record_fields(self, kind: str, fields: dict[str, Any]) -> Event:
-        """`record` for fields already in a dict (the message path: no re-packing)."""
+    def record_fields(self, kind: str, fields: dict[str, Any], at: float | None = None) -> None:
+        """`record` for fields already in a dict (the message path: no re-packing). The
+        log keeps `fields` as they are until the event is read: the caller must not change
+        them afterwards.
+
+        `at`: when it happened, on this log's monotonic clock, if that was before now: a
+        link's events are stamped with the instant its logic decided them (peer/link_core.py
+        `now`), which a pause of the process (the collector, the scheduler) may separate
+        from their recording by milliseconds. `t_wall` is then that same instant too."""
         self._seq += 1
-        event = {
-            "seq": self._seq,
-            "t_mono": self._clock(),
-            "t_wall": self._wall_clock(),
-            "agent": self.agent_id,
-            "kind": kind,
-        }
-        event.update(fields)
-        self._events.append(event)
+        t_mono = self._clock()
+        t_wall = self._wall_clock()
+        if at is not None:
+            t_wall -= t_mono - at
+            t_mono = at
+        self._recorded.append((self._seq, t_mono, t_wall, kind, fields))
         if self._file is not None:
             self._make_ready()
-            self._file.write(json.dumps(event, ensure_ascii=False) + "\n")
+            self._file.write(json.dumps(self._events[-1], ensure_ascii=False) + "\n")
         if self._changed is not None:
             # Wake every waiter: each holds the Event that was current when it began.
             self._changed.set()
             self._changed = None
-        return event
 
     def since(self, seq: int = 0, match: Mapping[str, Any] | None = None) -> list[Event]:
         """Events after `seq` (0 = all), optionally only those matching `match`."""
@@ -325,7 +331,6 @@ class EventLog:
             os.close(fd)
             raise EventLogError(path, f"cannot be read or extended: {exc.strerror}") from None
         self._events = loaded.events
-        self._ready = len(self._events)
         # New events continue after the newest kept one, so seqs stay unique and increasing.
         self._seq = self._events[-1]["seq"] if self._events else 0
         self.damaged = tuple(loaded.damaged)
@@ -346,13 +351,24 @@ class EventLog:
         )
 
     def _make_ready(self) -> None:
-        for event in self._events[self._ready :]:
-            event["t_mono"] = round(event["t_mono"], 6)
-            event["t_wall"] = round(event["t_wall"], 6)
-            for key, value in event.items():
+        """Turn the events recorded since the last read into JSON-ready dicts."""
+        if not self._recorded:
+            return
+        recorded, self._recorded = self._recorded, []
+        agent = self.agent_id
+        for seq, t_mono, t_wall, kind, fields in recorded:
+            event = {
+                "seq": seq,
+                "t_mono": round(t_mono, 6),
+                "t_wall": round(t_wall, 6),
+                "agent": agent,
+                "kind": kind,
+                **fields,
+            }
+            for key, value in fields.items():
                 if not isinstance(value, (str, int, float)):
                     event[key] = _jsonable(value)
-        self._ready = len(self._events)
+            self._events.append(event)
 
     async def _next_change(self) -> None:
         if self._changed is None:

@@ -41,6 +41,7 @@ from peerlab.peer.protocol import (
     check_identifier,
     decode_frame,
     encode,
+    encode_batch,
 )
 from peerlab.peer.reliability import MAX_UNACKED_BYTES, MAX_UNACKED_MESSAGES, Inbox, Outbox
 from peerlab.peer.throttle import TypingThrottle
@@ -85,7 +86,8 @@ class Transmit(NamedTuple):
 
 
 class Report(NamedTuple):
-    """Tell the observer: `observer(kind, **fields)`."""
+    """Tell the observer `kind` and `fields`: an event of the link (docs/control-api.md),
+    its `peer` (the remote id) first, then the kind's own fields."""
 
     kind: str
     fields: dict[str, Any]
@@ -232,13 +234,19 @@ class LinkCore:
     # (`too_big`), and OutboxFull when the outbox is full; nothing is queued then.
 
     def send_text(self, now: float, conversation: str, body: str) -> ChannelMessage:
-        return self._send_reliable(now, MessageType.TEXT, conversation, body=body)
+        return self._send_reliable(
+            now, MessageType.TEXT, {"conversation": conversation, "body": body}
+        )
 
     def send_edit(self, now: float, conversation: str, target: str, body: str) -> ChannelMessage:
-        return self._send_reliable(now, MessageType.EDIT, conversation, target=target, body=body)
+        return self._send_reliable(
+            now, MessageType.EDIT, {"conversation": conversation, "target": target, "body": body}
+        )
 
     def send_delete(self, now: float, conversation: str, target: str) -> ChannelMessage:
-        return self._send_reliable(now, MessageType.DELETE, conversation, target=target)
+        return self._send_reliable(
+            now, MessageType.DELETE, {"conversation": conversation, "target": target}
+        )
 
     def send_reaction(
         self,
@@ -248,14 +256,13 @@ class LinkCore:
         emoji: str,
         action: ReactionAction = ReactionAction.ADD,
     ) -> ChannelMessage:
-        return self._send_reliable(
-            now,
-            MessageType.REACTION,
-            conversation,
-            target=target,
-            emoji=emoji,
-            action=ReactionAction(action),
-        )
+        fields = {
+            "conversation": conversation,
+            "target": target,
+            "emoji": emoji,
+            "action": ReactionAction(action),
+        }
+        return self._send_reliable(now, MessageType.REACTION, fields)
 
     def send_typing(
         self, now: float, conversation: str, state: TypingState
@@ -314,7 +321,8 @@ class LinkCore:
         """One data-channel message from the remote."""
         if self._liveness is not None:
             self._liveness.on_received(now)
-            self._set_alive(True)
+            if not self._alive:
+                self._set_alive(True)
         try:
             decoded = decode_frame(frame, batch=self._batching)
             for message in decoded.messages:
@@ -346,7 +354,7 @@ class LinkCore:
         if message.type is MessageType.ACK:
             self._on_acks(now, message.acked_ids, message.id)
             return
-        self._report("received", message=message)
+        self._report_message("received", message)
         if message.type is MessageType.TYPING:
             self._effects.append(_tuple(Dispatch, (message.type, message)))
             return
@@ -367,28 +375,27 @@ class LinkCore:
     # ---- internals ----
 
     def _new(self, message_type: MessageType, **fields: Any) -> ChannelMessage:
-        return ChannelMessage(
-            type=message_type,
-            id=self._new_id(),
-            timestamp=int(self._wall_clock() * 1000),
-            sender=self.local_id,
-            **fields,
-        )
+        timestamp = int(self._wall_clock() * 1000)
+        return ChannelMessage(message_type, self._new_id(), timestamp, self.local_id, **fields)
 
     def _report(self, kind: str, **fields: Any) -> None:
-        self._effects.append(_tuple(Report, (kind, fields)))
+        self._effects.append(_tuple(Report, (kind, {"peer": self.remote_id, **fields})))
+
+    def _report_message(self, kind: str, message: ChannelMessage) -> None:
+        """`_report(kind, message=message)` for the message path: one dict built, not two."""
+        self._effects.append(_tuple(Report, (kind, {"peer": self.remote_id, "message": message})))
 
     def _send_reliable(
-        self, now: float, message_type: MessageType, conversation: str, **fields: Any
+        self, now: float, message_type: MessageType, fields: dict[str, Any]
     ) -> ChannelMessage:
         # Bad input is refused here, before it takes a sequence number; then the frame is
         # known to be valid and is serialized without a second check.
-        values = check_fields(message_type, {"conversation": conversation, **fields})
+        values = check_fields(message_type, fields)
         message = self._outbox.send(self._new(message_type, **values), now)
         if self._durable:
             self._effects.append(StoreAccept(message))
-        self._report("sent", message=message)
-        self._transmit(now, message, frame=self._outbox.last_frame)
+        self._report_message("sent", message)
+        self._transmit_frame(now, self._outbox.last_frame)
         return message
 
     def _send_typing_now(
@@ -399,7 +406,7 @@ class LinkCore:
             # Typing is ephemeral: never queued, never retransmitted.
             self._report("typing_dropped", message=message, reason="not connected")
             return None
-        self._report("sent", message=message)
+        self._report_message("sent", message)
         self._transmit(now, message)
         return message
 
@@ -413,20 +420,16 @@ class LinkCore:
             )
             self._transmit(now, message, checked=True)
 
-    def _transmit(
-        self,
-        now: float,
-        message: ChannelMessage,
-        *,
-        checked: bool = False,
-        frame: str | None = None,
-    ) -> None:
-        """Put one frame on the channel, if one is open. `checked`: see `encode`."""
+    def _transmit(self, now: float, message: ChannelMessage, *, checked: bool = False) -> None:
+        """Put one message on the channel, if one is open. `checked`: see `encode`."""
+        if self._liveness is not None:
+            self._transmit_frame(now, encode(message, checked=checked))
+
+    def _transmit_frame(self, now: float, frame: str) -> None:
+        """Put one message frame on the channel, if one is open."""
         liveness = self._liveness
         if liveness is None:
             return
-        if frame is None:
-            frame = encode(message, checked=checked)
         if not self._batching or not (self.transport_busy or self._batcher):
             # An idle transport: out at once (a lone message is a plain frame).
             self._effects.append(_tuple(Transmit, (frame,)))
@@ -450,7 +453,7 @@ class LinkCore:
             self._effects.append(StoreAcked(tuple(m.id for m in newly_acked)))
         for acked in newly_acked:
             if ack_id is None:
-                self._report("acked", message=acked)
+                self._report_message("acked", acked)
             else:
                 self._report("acked", message=acked, ack_id=ack_id)
             self._effects.append(_tuple(Dispatch, (MessageType.ACK, acked)))
@@ -462,7 +465,7 @@ class LinkCore:
         if receipt.deliver and self._durable:
             self._effects.append(StoreDeliver(receipt.deliver))
         for delivered in receipt.deliver:
-            self._report("delivered", message=delivered)
+            self._report_message("delivered", delivered)
             self._effects.append(_tuple(Dispatch, (delivered.type, delivered)))
         if receipt.ack:
             if self._batching:
@@ -493,16 +496,23 @@ class LinkCore:
         if self._batching:
             if self._liveness is None:
                 return
-            # Acks ride in batch frames: no id, timestamp or sender of their own.
-            busy = self.transport_busy or self._batcher
-            for message_id in acked_ids:
-                full = self._batcher.add_ack(message_id)
-                if full is not None:
-                    self._effects.append(_tuple(Transmit, (full,)))
-            if busy:
+            # Acks ride in batch frames: no id, timestamp or sender of their own. They go
+            # out at once on an idle transport with nothing held (read before they join
+            # what is held), else with what is held on the adapter's next turn.
+            idle = not (self.transport_busy or self._batcher)
+            if idle and len(acked_ids) == 1:
+                # The commonest case: the batcher's frame, without its bookkeeping.
+                frame = encode_batch(acked_ids=acked_ids)
+            else:
+                for message_id in acked_ids:
+                    full = self._batcher.add_ack(message_id)
+                    if full is not None:
+                        self._effects.append(_tuple(Transmit, (full,)))
+                frame = self._batcher.take() if idle else None
+            if frame is None:
                 self._hold(now, None)
             else:
-                self._effects.append(_tuple(Transmit, (self._batcher.take(),)))
+                self._effects.append(_tuple(Transmit, (frame,)))
                 self.transport_busy = True
             self._liveness.on_sent(now)
             return

@@ -86,7 +86,7 @@ class PeerConnectionManager:
         self.signaling = signaling
         self.epoch = epoch
         self.config = config
-        self._observer: Observer = observer or (lambda kind, fields: None)
+        self._observer: Observer = observer or (lambda kind, fields, at: None)
         self._store = store
         self._links: dict[str, _Link] = {}
         self._state_callbacks: list[StateCallback] = []
@@ -438,7 +438,7 @@ class PeerConnectionManager:
                 remote_id,
                 epoch=self.epoch,
                 config=self.config.channel,
-                observer=lambda kind, f: self._observer(kind, {"peer": remote_id, **f}),
+                observer=self._observer,  # the channel's events carry the `peer`
                 store=self._store,
             )
             link = self._links[remote_id] = _Link(
@@ -447,7 +447,7 @@ class PeerConnectionManager:
         return link
 
     def _observe(self, kind: str, **fields: Any) -> None:
-        self._observer(kind, fields)
+        self._observer(kind, fields, None)
 
     def _set_state(self, link: _Link, state: P2PConnectionState, **details: Any) -> None:
         if state is P2PConnectionState.CONNECTED:

@@ -11,8 +11,9 @@ One MessageChannel lives as long as the relationship with the remote peer; data 
 come and go underneath it (`attach`/`detach`), and whatever was not acked on the old one
 is resent on the new one.
 
-Everything that happens is reported to the `observer` as (kind, fields) so the agent can
-log it; application code subscribes to delivered messages with `on(MessageType, handler)`.
+Everything that happens is reported to the `observer` as (kind, fields, at) so the agent
+can log it, `at` being the `now` the core decided it at; application code subscribes to
+delivered messages with `on(MessageType, handler)`.
 With a `Store` (peer/store.py), each accepted message and each delivery is recorded in it
 before it is reported, and acks go out only once what they ack is committed: the core
 puts the store's effects first, and each call's effects are applied before it returns.
@@ -31,6 +32,7 @@ from aiortc import RTCDataChannel
 from peerlab.peer.link_core import (
     ChannelConfig,
     Dispatch,
+    Effect,
     FrameRefused,
     LinkCore,
     LivenessChanged,
@@ -51,8 +53,11 @@ from peerlab.peer.protocol import (
 from peerlab.peer.store import RemoteState, Store
 
 Handler = Callable[[ChannelMessage], Any]
-Observer = Callable[[str, dict[str, Any]], None]
-"""Told `(kind, fields)` of everything that happens (the agent logs it as an event)."""
+Observer = Callable[[str, dict[str, Any], float | None], None]
+"""Told `(kind, fields, at)` of everything that happens (the agent logs it as an event):
+`at` is when it happened on the monotonic clock, None for "now". A MessageChannel gives
+the `now` of the core call that reported it, the instant the link's logic decided (a
+message sent, a typing indicator let through): its report comes a little later."""
 
 
 _DEFAULTS = ChannelConfig()
@@ -78,7 +83,7 @@ class MessageChannel:
         self.local_id = local_id
         self.remote_id = remote_id
         self.config = config
-        self._report: Observer = observer or (lambda kind, fields: None)
+        self._report: Observer = observer or (lambda kind, fields, at: None)
         self._store = store
         self._clock = clock
         self._core = LinkCore(
@@ -123,21 +128,21 @@ class MessageChannel:
     # they accept is in the store (if any) when they return.
 
     def send_text(self, conversation: str, body: str) -> ChannelMessage:
-        self._busy()
-        message = self._core.send_text(self._clock(), conversation, body)
-        self._apply()
+        now = self._now()
+        message = self._core.send_text(now, conversation, body)
+        self._apply(now)
         return message
 
     def send_edit(self, conversation: str, target: str, body: str) -> ChannelMessage:
-        self._busy()
-        message = self._core.send_edit(self._clock(), conversation, target, body)
-        self._apply()
+        now = self._now()
+        message = self._core.send_edit(now, conversation, target, body)
+        self._apply(now)
         return message
 
     def send_delete(self, conversation: str, target: str) -> ChannelMessage:
-        self._busy()
-        message = self._core.send_delete(self._clock(), conversation, target)
-        self._apply()
+        now = self._now()
+        message = self._core.send_delete(now, conversation, target)
+        self._apply(now)
         return message
 
     def send_reaction(
@@ -147,16 +152,16 @@ class MessageChannel:
         emoji: str,
         action: ReactionAction = ReactionAction.ADD,
     ) -> ChannelMessage:
-        self._busy()
-        message = self._core.send_reaction(self._clock(), conversation, target, emoji, action)
-        self._apply()
+        now = self._now()
+        message = self._core.send_reaction(now, conversation, target, emoji, action)
+        self._apply(now)
         return message
 
     def send_typing(self, conversation: str, state: TypingState) -> ChannelMessage | None:
         """Send a typing indicator unless the throttle holds it; returns what was sent now."""
-        self._busy()
-        message = self._core.send_typing(self._clock(), conversation, state)
-        self._apply()
+        now = self._now()
+        message = self._core.send_typing(now, conversation, state)
+        self._apply(now)
         return message
 
     def send_ack(self, *acked_ids: str) -> None:
@@ -164,9 +169,9 @@ class MessageChannel:
 
         The channel acks what it delivers by itself; this is for acking by hand.
         """
-        self._busy()
-        self._core.send_ack(self._clock(), acked_ids)
-        self._apply()
+        now = self._now()
+        self._core.send_ack(now, acked_ids)
+        self._apply(now)
 
     async def drain(self) -> None:
         """Wait until the data channel can take more (backpressure for bulk senders)."""
@@ -204,8 +209,9 @@ class MessageChannel:
         channel.bufferedAmountLowThreshold = self.config.buffered_low
         channel.on("message", self._on_frame)
         channel.on("bufferedamountlow", self._drained.set)
-        self._core.channel_opened(self._clock(), features)
-        self._apply()
+        now = self._clock()
+        self._core.channel_opened(now, features)
+        self._apply(now)
 
     def detach(self) -> None:
         """Stop using the current data channel (it is closing or the link is being replaced)."""
@@ -215,21 +221,25 @@ class MessageChannel:
         if self._soon is not None:
             self._soon.cancel()
             self._soon = None
-        self._core.channel_closed(self._clock())
-        self._apply()
+        now = self._clock()
+        self._core.channel_closed(now)
+        self._apply(now)
         self._drained.set()
 
     # ---- moving data ----
 
-    def _busy(self) -> None:
+    def _now(self) -> float:
+        """Before a core call: tell it whether the transport is busy; returns the `now`
+        to call it with."""
         channel = self._channel
         self._core.transport_busy = channel is not None and channel.bufferedAmount > 0
+        return self._clock()
 
     def _on_frame(self, frame: str | bytes) -> None:
         self.frames_received += 1
-        self._busy()
-        self._core.frame_received(self._clock(), frame)
-        self._apply()
+        now = self._now()
+        self._core.frame_received(now, frame)
+        self._apply(now)
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -240,53 +250,57 @@ class MessageChannel:
         self._fire()
 
     def _fire(self) -> None:
-        self._busy()
-        self._core.timer_fired(self._clock())
-        self._apply()
+        now = self._now()
+        self._core.timer_fired(now)
+        self._apply(now)
 
-    def _apply(self) -> None:
-        """Carry out the effects of the core call just made, in order, then re-arm the timer.
+    def _apply(self, now: float) -> None:
+        """Carry out the effects of the core call just made at `now`, in order, then re-arm
+        the timer.
 
         The effects are taken before any is applied: a handler that calls back into this
         channel (a reply sent from a delivery) gets its own effects applied within its
         call, and these go on after it."""
         try:
             for effect in self._core.take_effects():
-                # The two commonest first, by type: a match tries its cases in turn.
+                # The three commonest first, by type: a match tries its cases in turn.
                 kind = type(effect)
                 if kind is Report:
-                    self._report(effect.kind, effect.fields)
-                    continue
-                if kind is Dispatch:
+                    self._report(effect.kind, effect.fields, now)
+                elif kind is Transmit:
+                    channel = self._channel
+                    # The channel can close before the manager detaches it.
+                    if channel is not None and channel.readyState == "open":
+                        channel.send(effect.frame)
+                        self.frames_sent += 1
+                elif kind is Dispatch:
                     for handler in self._handlers.get(effect.message_type, ()):
                         handler(effect.message)
-                    continue
-                match effect:
-                    case Transmit(frame):
-                        channel = self._channel
-                        # The channel can close before the manager detaches it.
-                        if channel is not None and channel.readyState == "open":
-                            channel.send(frame)
-                            self.frames_sent += 1
-                    case StoreAccept(message):
-                        if self._store is not None:
-                            self._store.accept(self.remote_id, message)
-                    case StoreDeliver(messages):
-                        if self._store is not None:
-                            self._store.deliver(self.remote_id, messages)
-                    case StoreAcked(message_ids):
-                        if self._store is not None:
-                            self._store.acked(message_ids)
-                    case StoreCommit():
-                        if self._store is not None:
-                            self._store.commit()
-                    case LivenessChanged(alive):
-                        self._on_liveness(alive)
-                    case FrameRefused(error):
-                        for handler in self._error_handlers:
-                            handler(error)
+                else:
+                    self._apply_other(effect)
         finally:
             self._arm_timer()
+
+    def _apply_other(self, effect: Effect) -> None:
+        """The rarer effects: the store's, liveness and refused frames."""
+        match effect:
+            case StoreAccept(message):
+                if self._store is not None:
+                    self._store.accept(self.remote_id, message)
+            case StoreDeliver(messages):
+                if self._store is not None:
+                    self._store.deliver(self.remote_id, messages)
+            case StoreAcked(message_ids):
+                if self._store is not None:
+                    self._store.acked(message_ids)
+            case StoreCommit():
+                if self._store is not None:
+                    self._store.commit()
+            case LivenessChanged(alive):
+                self._on_liveness(alive)
+            case FrameRefused(error):
+                for handler in self._error_handlers:
+                    handler(error)
 
     def _arm_timer(self) -> None:
         when = self._core.next_timer()

@@ -49,6 +49,7 @@ from peerlab.peer.protocol import (
     decode,
     decode_frame,
     encode,
+    encode_batch,
 )
 from peerlab.peer.reliability import OutboxFull
 from peerlab.peer.store import RemoteState
@@ -69,11 +70,21 @@ def make_core(local: str = "alice", remote: str = "bob", **config: Any) -> LinkC
     )
 
 
-def opened(local: str = "alice", remote: str = "bob", now: float = 0.0, **config: Any) -> LinkCore:
+def opened(
+    local: str = "alice",
+    remote: str = "bob",
+    now: float = 0.0,
+    features: frozenset[str] = frozenset(),
+    **config: Any,
+) -> LinkCore:
     core = make_core(local, remote, **config)
-    core.channel_opened(now)
+    core.channel_opened(now, features)
     assert core.take_effects() == []
     return core
+
+
+BATCHING = frozenset({"batch"})
+"""The features of a connection that negotiated the `batch` extension."""
 
 
 def frames(effects: list[Effect]) -> list[ChannelMessage]:
@@ -81,7 +92,9 @@ def frames(effects: list[Effect]) -> list[ChannelMessage]:
 
 
 def reports(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
-    return [e.fields for e in effects if isinstance(e, Report) and e.kind == kind]
+    found = [e.fields for e in effects if isinstance(e, Report) and e.kind == kind]
+    assert all(next(iter(fields)) == "peer" for fields in found)  # an event of the link
+    return found
 
 
 def run_until(core: LinkCore, until: float) -> list[tuple[float, Effect]]:
@@ -121,7 +134,7 @@ def test_a_send_is_stored_then_reported_then_transmitted():
     )
     assert alice.take_effects() == [
         StoreAccept(message),
-        Report("sent", {"message": message}),
+        Report("sent", {"peer": "bob", "message": message}),
         Transmit(encode(message)),
     ]
     assert alice.unacked == [message]
@@ -181,7 +194,7 @@ def test_an_ack_forgets_the_message_and_reports_it_once():
     alice.frame_received(0.05, ack)
     assert alice.take_effects() == [
         StoreAcked((message.id,)),
-        Report("acked", {"message": message, "ack_id": "bob0"}),
+        Report("acked", {"peer": "bob", "message": message, "ack_id": "bob0"}),
         Dispatch(MessageType.ACK, message),
     ]
     alice.frame_received(0.06, ack)  # a duplicate ack acks nothing new
@@ -201,9 +214,9 @@ def test_an_isolated_message_is_delivered_then_acked_at_once_after_a_commit():
     message = decode(frame)
     bob.frame_received(0.1, frame)
     assert bob.take_effects() == [
-        Report("received", {"message": message}),
+        Report("received", {"peer": "alice", "message": message}),
         StoreDeliver((message,)),
-        Report("delivered", {"message": message}),
+        Report("delivered", {"peer": "alice", "message": message}),
         Dispatch(MessageType.TEXT, message),
     ]
     assert bob.next_timer() == 0.1  # at once: the next event-loop iteration
@@ -227,6 +240,31 @@ def test_a_busy_channel_shares_one_ack_frame_after_the_ack_delay():
     bob.timer_fired(1.0101)
     assert bob.take_effects() == []
     assert acks_in(run_until(bob, 1.0103)) == [(decode(second).id, decode(third).id)]
+
+
+def test_with_batch_an_isolated_message_is_acked_within_the_call_that_delivers_it():
+    alice, bob = opened(features=BATCHING), opened("bob", "alice", now=0.1, features=BATCHING)
+    run_until(bob, 0.1)
+    [frame] = wire_frames(alice, 1)
+    message = decode(frame)
+    bob.frame_received(0.1, frame)  # an idle transport: nothing in its buffer
+    assert bob.take_effects()[-2:] == [
+        StoreCommit(),
+        Transmit(encode_batch(acked_ids=[message.id])),
+    ]
+    assert bob.next_timer() == 0.35  # only the periodic tick: no ack waits for a turn
+
+
+def test_with_batch_a_busy_transport_holds_the_ack_to_the_next_turn():
+    alice, bob = opened(features=BATCHING), opened("bob", "alice", now=0.1, features=BATCHING)
+    run_until(bob, 0.1)
+    [frame] = wire_frames(alice, 1)
+    bob.transport_busy = True  # the data channel still holds frames it has not sent
+    bob.frame_received(0.1, frame)
+    assert frames(bob.take_effects()) == []
+    assert bob.next_timer() == 0.1  # at once: the adapter's next turn
+    bob.timer_fired(0.1)
+    assert bob.take_effects() == [Transmit(encode_batch(acked_ids=[decode(frame).id]))]
 
 
 def test_a_full_ack_frame_leaves_without_waiting():
@@ -621,7 +659,7 @@ class RecordingStore:
 
 
 def recording_channel(log: list[str]) -> tuple[MessageChannel, FakeDataChannel]:
-    def observe(kind: str, fields: dict[str, Any]) -> None:
+    def observe(kind: str, fields: dict[str, Any], at: float | None) -> None:
         if "message" in fields:
             log.append(f"{kind} {fields['message'].body}")
 
@@ -682,3 +720,29 @@ async def test_the_adapter_keeps_one_timer_at_the_cores_next_timer():
     assert bob._timer is not None and bob._timer_at == bob._core.next_timer()
     bob.detach()
     assert bob._timer is None and bob._soon is None and bob._core.next_timer() is None
+
+
+async def test_the_adapter_reports_each_event_at_the_instant_the_core_decided_it():
+    clock = [10.0]
+    seen: list[tuple[str, float | None, float]] = []
+
+    class PausingStore(RecordingStore):
+        def accept(self, remote: str, message: ChannelMessage) -> None:
+            clock[0] += 0.003  # the process paused (the collector, the scheduler)
+
+    def observe(kind: str, fields: dict[str, Any], at: float | None) -> None:
+        seen.append((kind, at, clock[0]))
+
+    bob = MessageChannel(
+        "bob",
+        "alice",
+        epoch="ep-bob",
+        observer=observe,
+        store=PausingStore([]),
+        clock=lambda: clock[0],
+    )
+    bob.attach(FakeDataChannel(), lambda alive: None)
+    bob.send_text("c", "hi")
+    # Reported after the pause, stamped with the instant the core sent it at.
+    assert seen == [("sent", 10.0, 10.003)]
+    bob.detach()

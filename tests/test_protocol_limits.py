@@ -118,7 +118,7 @@ async def channel():
         "alice",
         "bob",
         epoch=EPOCH,
-        observer=lambda kind, fields: events.append(kind),
+        observer=lambda kind, fields, at: events.append(kind),
         wall_clock=lambda: NOW_S,
     )
     data_channel = FakeDataChannel()
