@@ -53,7 +53,7 @@ demo: venv
 # then measure latency nobody injected (README, "Suite speed"). TEST_JOBS=1: one part at
 # a time.
 TEST_JOBS ?= 8
-TEST_STACKS ?= 3
+TEST_STACKS ?= 2
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
 		lint lint-ci unit fuzz-short images chromium
