@@ -44,22 +44,23 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# `make test` in two rounds, the parts of each side by side (`make -j`, every line printed
-# as it comes): first what runs on the host (lint, unit tests on two workers, fuzzing)
-# while the images and Chromium are checked, then everything that runs containers, sharing
-# TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md). Apart, because
-# all of Docker's containers share one CPU weight against each busy host process (cgroup
-# v1 here): unit tests run beside them starve agents and delay lines, and fault proofs
-# then measure latency nobody injected (README, "Suite speed"). TEST_JOBS=1: one part at
-# a time.
+# `make test` in three rounds, the parts of each side by side (`make -j`, every line
+# printed as it comes): first what runs on the host (lint, unit tests on two workers,
+# fuzzing) while the images and Chromium are checked; then the scenarios and the examples,
+# sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md); then the
+# suite check. Apart, because all of Docker's containers share one CPU weight against each
+# busy host process (cgroup v1 here): unit tests, pip or image builds run beside a stack
+# starve its agents and delay lines, and fault proofs then measure latency nobody
+# injected (README, "Suite speed"). TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 2
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
 		lint lint-ci unit fuzz-short images chromium
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
-		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_JOBS=$(TEST_STACKS) \
-		scenarios examples suite-check
+		--output-sync=line JOBS=$(TEST_STACKS) scenarios examples
+	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory \
+		SUITE_CHECK_JOBS=$(TEST_STACKS) suite-check
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
 UNIT_JOBS ?= 0
