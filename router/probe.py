@@ -1,5 +1,8 @@
 """Measure a UDP path with STUN: `python -m peerlab.router.probe stun --server ADDR --count N ...`,
-or test hairpinning: `python -m peerlab.router.probe hairpin --server ADDR`.
+test hairpinning: `python -m peerlab.router.probe hairpin --server ADDR`, or discover the
+NAT's behaviour (RFC 5780, router/nat_probe.py) and test hairpinning, side by side:
+`python -m peerlab.router.probe nat --server ADDR`, which prints
+`{"nat": <nat_probe.discover's report>, "hairpin": <the hairpin report>}`.
 
 Run inside a peer container, it measures that peer's access link through its router: it
 sends `count` Binding requests, one every `interval` seconds, from one UDP socket (so one
@@ -42,8 +45,9 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
-from peerlab.router import stun
+from peerlab.router import nat_probe, stun
 
 
 def summarize(sent: int, answers: list[tuple[int, float, str]]) -> dict:
@@ -224,11 +228,24 @@ def main(argv: list[str] | None = None) -> int:
     hairpin_parser.add_argument(
         "--timeout", type=float, default=1.0, help="seconds to try for (and for STUN)"
     )
+    nat_parser = commands.add_parser(
+        "nat", help="RFC 5780 mapping and filtering behaviour, then the hairpin test"
+    )
+    nat_parser.add_argument("--server", required=True, help="RFC 5780 STUN server")
+    nat_parser.add_argument("--port", type=int, default=3478)
     args = parser.parse_args(argv)
     try:
         address = socket.gethostbyname(args.server)
     except OSError as error:
         parser.error(f"--server {args.server!r}: cannot resolve it: {error}")
+    if args.command == "nat":
+        server = (address, args.port)
+        # Side by side: each waits out a window of silence, and their sockets are apart.
+        with ThreadPoolExecutor(2) as pool:
+            nat = pool.submit(nat_probe.discover, server)
+            hairpin = pool.submit(probe_hairpin, server, 1.0)
+            print(json.dumps({"nat": nat.result(), "hairpin": hairpin.result()}))
+        return 0
     if args.command == "hairpin":
         if args.timeout <= 0:
             parser.error("--timeout must be > 0")

@@ -3,6 +3,8 @@
 A message is a 20-byte header (type, body length, magic cookie, 96-bit transaction id) and
 attributes (type, length, value padded to 4 bytes). A probe sends a Binding request and
 reads the mapped address (XOR-MAPPED-ADDRESS, or the legacy MAPPED-ADDRESS) of the answer.
+For NAT behaviour discovery (RFC 5780) a request may carry a CHANGE-REQUEST, and the
+server's answer names its second address in OTHER-ADDRESS.
 """
 
 from __future__ import annotations
@@ -20,12 +22,16 @@ BINDING_SUCCESS = 0x0101
 BINDING_ERROR = 0x0111
 
 MAPPED_ADDRESS = 0x0001
+CHANGE_REQUEST = 0x0003
 ERROR_CODE = 0x0009
 XOR_MAPPED_ADDRESS = 0x0020
 SOFTWARE = 0x8022
+OTHER_ADDRESS = 0x802C
 FINGERPRINT = 0x8028
 
 FINGERPRINT_XOR = 0x5354554E
+CHANGE_IP = 0x04  # CHANGE-REQUEST flags (RFC 5780 section 7.2)
+CHANGE_PORT = 0x02
 _ADDRESS_SIZES = {1: 4, 2: 16}  # STUN address family (IPv4, IPv6) -> address bytes
 
 
@@ -95,8 +101,11 @@ def decode(data: bytes) -> StunMessage:
     return StunMessage(kind, transaction_id, tuple(attributes))
 
 
-def binding_request(transaction_id: bytes) -> bytes:
-    return encode(StunMessage(BINDING_REQUEST, transaction_id), fingerprint=True)
+def binding_request(transaction_id: bytes, change: int = 0) -> bytes:
+    """A Binding request; `change` (CHANGE_IP | CHANGE_PORT) asks an RFC 5780 server to
+    answer from its other address and/or port."""
+    attributes = ((CHANGE_REQUEST, struct.pack("!I", change)),) if change else ()
+    return encode(StunMessage(BINDING_REQUEST, transaction_id, attributes), fingerprint=True)
 
 
 def encode_xor_address(host: str, port: int, transaction_id: bytes) -> bytes:
@@ -125,6 +134,16 @@ def mapped_address(message: StunMessage) -> tuple[str, int]:
         port, packed = _address(value, "MAPPED-ADDRESS")
         return str(ipaddress.ip_address(packed)), port
     raise StunError("binding success response without XOR-MAPPED-ADDRESS or MAPPED-ADDRESS")
+
+
+def other_address(message: StunMessage) -> tuple[str, int] | None:
+    """The server's second address and port (OTHER-ADDRESS), None when it names none: a
+    server that does not do RFC 5780."""
+    value = message.attribute(OTHER_ADDRESS)
+    if value is None:
+        return None
+    port, packed = _address(value, "OTHER-ADDRESS")
+    return str(ipaddress.ip_address(packed)), port
 
 
 def _attribute(kind: int, value: bytes) -> bytes:

@@ -1,23 +1,22 @@
-"""Proof of each router's NAT type, from outside the agents: coturn's own RFC 5780 client
-(`turnutils_natdiscovery`) runs in the peer's network namespace, against coturn's two
-addresses, and must report the mapping and filtering behaviour the topology asked for.
+"""Proof of each router's NAT type, from outside the agents: the lab's RFC 5780 probe
+(router/nat_probe.py) runs in the peer's network namespace, against coturn's two
+addresses, and must measure the mapping and filtering behaviour the topology asked for;
+then, in the same probe, hairpinning, on or off as asked: the probe sends from one socket
+to another socket's external address, and `judge_hairpin` says whether what came back is
+what was asked for. All LANs are proven at once, about a second each.
 
-The filtering test and the mapping test run separately, filtering first: the mapping
-test contacts coturn's second address, which would open an address-restricted filter
-and make a later filtering verdict read "independent".
-
-Hairpinning, on or off, is proven too: the hairpin probe (router/probe.py) in the same
-peer sends from one socket to another socket's external address; `judge_hairpin` says
-whether what came back is what was asked for.
+coturn's own RFC 5780 client (`turnutils_natdiscovery`) waits 3 s for each unanswered
+packet, 7 s or more per proof; `coturn_verdict` runs it on demand, for `nat_matrix`'s
+check that the probe and coturn's client agree on every NAT type.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
-from peerlab.router.natdiscovery import classify
-from peerlab.scenarios.probe import ProbeError, hairpin_probe
+from peerlab.router.natdiscovery import classify, judge
 from peerlab.scenarios.stack import Containers, StackError
 from peerlab.scenarios.topology import Lan, Topology, stun_addresses
 
@@ -30,21 +29,19 @@ class NatMismatch(AssertionError):
     pass
 
 
-async def verify_nats(
-    containers: Containers, topology: Topology, prefix: str, image: str = COTURN_IMAGE
-) -> list[str]:
-    """Classify every LAN that has a peer (in parallel); one proof line per LAN, or
-    NatMismatch naming what was asked and what was measured."""
+async def verify_nats(containers: Containers, topology: Topology, prefix: str) -> list[str]:
+    """Prove every LAN that has a peer (in parallel); its proof lines, or NatMismatch
+    naming what was asked and what was measured."""
     lans = [lan for lan in topology.lans if lan.peers]
-    lines = await asyncio.gather(*(_verify(containers, lan, prefix, image) for lan in lans))
+    lines = await asyncio.gather(*(_verify(containers, lan, prefix) for lan in lans))
     return [line for pair in lines for line in pair]
 
 
-async def _verify(containers: Containers, lan: Lan, prefix: str, image: str) -> list[str]:
+async def _verify(containers: Containers, lan: Lan, prefix: str) -> list[str]:
     peer, nat = lan.peers[0], lan.nat
     server = stun_addresses(prefix)[0]
-    filtering, mapping = await _natdiscovery(containers, peer, server, image)
-    verdict = classify(filtering, mapping)
+    report = await _probe(containers, peer, server)
+    verdict = judge(report["nat"])
     seen = f"mapping {verdict['mapping']}, filtering {verdict['filtering']}"
     if verdict["nat_type"] == "udp-blocked":
         # No UDP answer at all looks the same as a dead server: TCP must get through.
@@ -54,19 +51,31 @@ async def _verify(containers: Containers, lan: Lan, prefix: str, image: str) -> 
         )
         seen = f"no STUN answer over UDP, TCP to {server}:3478 connects"
     if verdict["nat_type"] != nat:
+        problem = f": {verdict['problem']}" if "problem" in verdict else ""
         raise NatMismatch(
-            f"{peer}'s router was asked for a {nat} NAT, but turnutils_natdiscovery measured "
-            f"{verdict['nat_type']} ({seen}).\nfiltering test:\n{filtering}\nmapping test:\n"
-            f"{mapping}"
+            f"{peer}'s router was asked for a {nat} NAT, but the RFC 5780 probe measured "
+            f"{verdict['nat_type']} ({seen}){problem}.\nreport: {json.dumps(report['nat'])}"
         )
     lines = [f"{peer}: {nat} NAT confirmed by RFC 5780 discovery ({seen})"]
     if nat != "udp-blocked":
-        try:
-            report = await hairpin_probe(containers, peer, server)
-        except ProbeError as exc:
-            raise NatMismatch(str(exc)) from None
-        lines.append(judge_hairpin(peer, lan.hairpin, nat, report))
+        lines.append(judge_hairpin(peer, lan.hairpin, nat, report["hairpin"]))
     return lines
+
+
+async def _probe(containers: Containers, peer: str, server: str) -> dict[str, Any]:
+    """The NAT probe's report from inside `peer` (router/probe.py, `nat`)."""
+    command = ["python", "-m", "peerlab.router.probe", "nat", "--server", server]
+    try:
+        text = (await containers.exec(peer, command)).strip()
+    except StackError as exc:
+        raise NatMismatch(f"NAT probe in {peer}: {exc}") from None
+    try:
+        report = json.loads(text.splitlines()[-1])
+        if not isinstance(report.get("nat"), dict) or not isinstance(report.get("hairpin"), dict):
+            raise ValueError("expected {'nat': {...}, 'hairpin': {...}}")
+    except (ValueError, IndexError, AttributeError) as exc:
+        raise NatMismatch(f"NAT probe in {peer} printed {text[-300:]!r}: {exc}") from None
+    return report
 
 
 def judge_hairpin(peer: str, asked: bool, nat: str, report: dict[str, Any]) -> str:
@@ -107,14 +116,14 @@ def judge_hairpin(peer: str, asked: bool, nat: str, report: dict[str, Any]) -> s
     )
 
 
-async def _natdiscovery(
-    containers: Containers, peer: str, server: str, image: str
-) -> tuple[str, str]:
-    """The filtering test, then the mapping test, of turnutils_natdiscovery in `peer`'s
-    network namespace: what each printed (a verdict of "no answer" may come with a
-    non-zero exit). One helper container for both: each container costs the engine about
-    half a CPU-second to create, start and remove."""
+async def coturn_verdict(
+    containers: Containers, peer: str, prefix: str, image: str = COTURN_IMAGE
+) -> dict[str, str]:
+    """coturn's `turnutils_natdiscovery` in `peer`'s network namespace, the filtering test
+    then the mapping test: its verdict (router/natdiscovery.py `classify`), with the
+    client's output under "output". Run it from fresh NAT state (docs/router.md)."""
     target = await asyncio.to_thread(containers.container, peer)
+    server = stun_addresses(prefix)[0]
     script = (
         f"turnutils_natdiscovery -f {server} 2>&1; echo {_BETWEEN_TESTS}; "
         f"turnutils_natdiscovery -m {server} 2>&1; exit 0"
@@ -130,4 +139,4 @@ async def _natdiscovery(
     except StackError as exc:
         raise NatMismatch(f"turnutils_natdiscovery for {peer}: {exc}") from None
     filtering, _, mapping = output.partition(f"{_BETWEEN_TESTS}\n")
-    return filtering, mapping
+    return {**classify(filtering, mapping), "output": output}

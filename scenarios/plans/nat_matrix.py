@@ -1,7 +1,12 @@
 """Every pair of NAT types (none, full-cone, address-restricted, port-restricted,
 symmetric, udp-blocked), with and without TURN: whether the agents connect and over
 which path (host, srflx, relay), measured next to what RFC 4787/8445 predict. One stack:
-two peers per NAT type, each NATed one behind its own router (`peerlab matrix nat`)."""
+two peers per NAT type, each NATed one behind its own router (`peerlab matrix nat`).
+
+Afterwards, coturn's own RFC 5780 client (`turnutils_natdiscovery`) classifies every
+router again from fresh NAT state: it must agree with the lab's probe, which proved the
+types at start, so the probe is checked on every type against a client it shares no code
+with."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import asyncio
 
 from peerlab.scenarios.agent_client import AgentError
 from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.nat_check import coturn_verdict
 from peerlab.scenarios.nat_matrix import (
     Row,
     describe_pairs,
@@ -61,8 +67,29 @@ async def measure_matrix(lab: Lab) -> list[Row]:
     return rows
 
 
+async def coturn_agrees(lab: Lab) -> None:
+    lans = [lan for lan in lab.topology.lans if lan.peers]
+    # Fresh state: the probe's mapping test and the matrix opened the routers' filters.
+    await asyncio.gather(*(lab.routers[lan.name].set_nat(lan.nat) for lan in lans))
+    verdicts = await asyncio.gather(
+        *(coturn_verdict(lab.containers, lan.peers[0], lab.stack.prefix) for lan in lans)
+    )
+    wrong = [
+        f"{lan.peers[0]} ({lan.nat}): coturn's client measured {verdict['nat_type']} "
+        f"(mapping {verdict['mapping']}, filtering {verdict['filtering']}):\n{verdict['output']}"
+        for lan, verdict in zip(lans, verdicts, strict=True)
+        if verdict["nat_type"] != lan.nat
+    ]
+    assert not wrong, "coturn's RFC 5780 client disagrees with the lab's probe:\n" + "\n".join(
+        wrong
+    )
+    types = sorted({lan.nat for lan in lans})
+    lab.progress(f"coturn's turnutils_natdiscovery agrees with the probe on {', '.join(types)}")
+
+
 async def run(lab: Lab) -> None:
     rows = await measure_matrix(lab)
+    await coturn_agrees(lab)
     table = render_markdown(rows)
     (lab.run_dir / "nat_matrix.md").write_text(table + "\n")
     lab.progress("NAT matrix (expected vs measured):\n" + table)
