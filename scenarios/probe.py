@@ -1,7 +1,7 @@
 """Measuring a peer's access link from inside its container: `python -m peerlab.router.probe
 stun` (docs/shaper.md) sends STUN binding requests to coturn through the peer's router
-and reports round trips, losses, duplicates, reordering and the mapped address;
-`python -m peerlab.router.probe hairpin` sends from one socket to another's external address.
+and reports round trips, losses, duplicates, reordering and the mapped address (the NAT
+proof's own run of the probe is in scenarios/nat_check.py).
 
 This is how the lab proves that a fault took effect (and that the peers it should not
 touch are untouched): the measurement runs outside the agents, on the real path.
@@ -91,22 +91,3 @@ async def stun_probe(
         return ProbeResult.from_json(peer, json.loads(text.splitlines()[-1]))
     except (ValueError, KeyError, IndexError) as exc:
         raise ProbeError(f"STUN probe in {peer} printed {text[-300:]!r}: {exc}") from None
-
-
-async def hairpin_probe(
-    containers: Containers, peer: str, server: str, timeout: float = 1.0
-) -> dict[str, Any]:
-    """Run the hairpin probe in `peer`'s container: its report (router/probe.py)."""
-    command = ["python", "-m", "peerlab.router.probe", "hairpin", "--server", server,
-               "--timeout", str(timeout)]  # fmt: skip
-    try:
-        text = (await containers.exec(peer, command)).strip()
-    except StackError as exc:
-        raise ProbeError(f"hairpin probe in {peer}: {exc}") from None
-    try:
-        report = json.loads(text.splitlines()[-1])
-    except (ValueError, IndexError) as exc:
-        raise ProbeError(f"hairpin probe in {peer} printed {text[-300:]!r}: {exc}") from None
-    if not isinstance(report, dict):
-        raise ProbeError(f"hairpin probe in {peer} printed {text[-300:]!r}: not an object")
-    return report
