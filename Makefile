@@ -44,12 +44,23 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# One part after another. Run side by side (`make -j`, PEERLAB_MAX_STACKS=2 shared), the
-# parts took 6.5 min instead of 8.5, but fault proofs failed now and then: all of Docker's
-# containers share one CPU weight against each busy host process (cgroup v1 here), so
-# whatever runs beside a stack starves its agents and delay lines, and the proofs then
-# measure latency nobody injected (README, "Suite speed").
-test: lint lint-ci unit fuzz-short scenarios examples suite-check
+# `make test` in two rounds, the parts of each side by side (`make -j`, every line printed
+# as it comes): first what runs on the host (lint, unit tests on two workers, fuzzing)
+# while the images and Chromium are checked; then everything that runs containers,
+# sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md). The host
+# round runs alone: every busy host process weighs as much as all of Docker's containers
+# together (cgroup v1), so unit tests beside a stack would starve it. Within the container
+# round, the containers that are the network (routers, coturn, Toxiproxy) get 8 times the
+# CPU weight of the rest, so that a busy machine slows the agents under test, not the delay
+# lines and the probes that prove each fault (README, "Suite speed"). TEST_JOBS=1: one
+# part at a time.
+TEST_JOBS ?= 8
+TEST_STACKS ?= 3
+test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
+		lint lint-ci unit fuzz-short images chromium
+	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
+		--output-sync=line JOBS=$(TEST_STACKS) scenarios examples suite-check
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
 UNIT_JOBS ?= 0

@@ -141,18 +141,24 @@ class Lab:
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         queued = time.monotonic()
         try:
-            # Not part of the scenario's time: waiting for other runs' stacks to go.
+            # Not part of the scenario's time: waiting for other runs' stacks to go, or
+            # to finish starting.
             weight = stack_slots.stack_weight(len(self.peers), len(self.topology.lans))
             self._slot = await stack_slots.acquire(self.progress, weight)
+            turn = await stack_slots.start_turn(self.progress, weight)
             self.phases["queued"] = time.monotonic() - queued
-        except BaseException:  # nothing started yet: give back what __init__ took
+        except BaseException:  # nothing started yet: give back what was taken
+            self._slot.release()
             release_prefix(self.stack.prefix)
             self.containers.close()
             await self._session.close()
             raise
         started = time.monotonic()
         try:
-            await self.start(self.peers)
+            try:
+                await self.start(self.peers)
+            finally:
+                turn.release()
             self.toxiproxy = Toxiproxy(
                 f"http://{await self.containers.published('toxiproxy', TOXIPROXY_PORT)}",
                 self._session,

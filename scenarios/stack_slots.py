@@ -6,6 +6,11 @@ stacks at once starves their agents: fault proofs then see latency nobody inject
 heartbeats time out. A slot is a lock on one of N files (scenarios/host_locks.py),
 dropped by the kernel when its holder exits, so a killed run never keeps one. Unset or 0:
 no limit (the default).
+
+Whatever the limit, stacks start one at a time on this machine (`start_turn`): Docker
+creates networks one after another, and three stacks starting together each took 14 to 19 s
+to come up where one alone takes 2 to 3 s; taking turns, each starts in about that, while
+the others run their scenarios.
 """
 
 from __future__ import annotations
@@ -74,7 +79,22 @@ async def acquire(
     limit = max_stacks() if limit is None else limit
     if limit == 0:
         return StackSlot(None)
-    folder = folder or lock_dir("stack-slots")
+    waiting = f"waiting for a stack slot ({ENV}={limit} stacks at once)"
+    return await _queue(folder or lock_dir("stack-slots"), limit, weight, progress, waiting)
+
+
+async def start_turn(
+    progress: Callable[[str], None], weight: int = 0, folder: Path | None = None
+) -> StackSlot:
+    """Wait until no other stack on this machine is starting (heaviest first, as slots);
+    release the turn once the stack is up."""
+    waiting = "waiting for another stack to finish starting"
+    return await _queue(folder or lock_dir("stack-starts"), 1, weight, progress, waiting)
+
+
+async def _queue(
+    folder: Path, limit: int, weight: int, progress: Callable[[str], None], waiting: str
+) -> StackSlot:
     queue = folder / "queue"
     queue.mkdir(exist_ok=True)
     ticket, ticket_fd = _take_ticket(queue, weight)
@@ -87,10 +107,10 @@ async def acquire(
                     fd = try_lock(folder / f"slot-{index}")
                     if fd is not None:
                         if said:
-                            progress(f"got a stack slot after {time.monotonic() - started:.1f}s")
+                            progress(f"waited {time.monotonic() - started:.1f}s")
                         return StackSlot(fd)
             if not said:
-                progress(f"waiting for a stack slot ({ENV}={limit} stacks at once)")
+                progress(waiting)
                 said = True
             await asyncio.sleep(POLL_S)
     finally:

@@ -225,6 +225,13 @@ def peer_lan_address(prefix: str, lan: Lan, peer: str) -> str:
 # ---- compose ----
 
 
+NETWORK_CPU_SHARES = 8192
+"""CPU weight of the containers that are the network (routers, coturn, Toxiproxy; Docker's
+default is 1024, compose.yaml says it again for coturn and Toxiproxy): when the machine is
+busy, a router's userspace delay line that waits for the CPU behind agents or another
+stack's containers adds latency nobody asked for, and the proofs measure it."""
+
+
 def compose_override(topology: Topology, prefix: str, seed: int) -> str:
     """The Compose override adding each LAN's network and router, and moving each LAN
     peer onto its LAN with the router as default route. JSON is valid YAML; the only
@@ -266,6 +273,7 @@ def compose_override(topology: Topology, prefix: str, seed: int) -> str:
                 lan.network: {"ipv4_address": gateway},
             },
             "ports": [f"127.0.0.1::{ROUTER_CONTROL_PORT}"],
+            "cpu_shares": NETWORK_CPU_SHARES,
             "healthcheck": {
                 "test": [
                     "CMD",

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from peerlab.scenarios.stack_slots import ENV, acquire, max_stacks
+from peerlab.scenarios.stack_slots import ENV, acquire, max_stacks, start_turn
 
 
 def test_the_limit_is_read_strictly():
@@ -34,7 +34,7 @@ async def test_a_third_stack_waits_until_one_of_two_is_given_back(tmp_path):
     second.release()
     second.release()  # idempotent
     (await asyncio.wait_for(third, 2)).release()
-    assert said[-1].startswith("got a stack slot after ")
+    assert said[-1].startswith("waited ")
     first.release()
 
 
@@ -90,3 +90,16 @@ async def test_a_ticket_left_by_a_killed_waiter_does_not_block_the_queue(tmp_pat
     slot = await asyncio.wait_for(acquire(lambda _: None, 1, limit=1, folder=tmp_path), 2)
     slot.release()
     assert os.listdir(tmp_path / "queue") == []
+
+
+async def test_stacks_start_one_at_a_time_whatever_the_limit(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV, raising=False)
+    said: list[str] = []
+    first = await start_turn(said.append, folder=tmp_path)
+    second = asyncio.create_task(start_turn(said.append, folder=tmp_path))
+    await asyncio.sleep(0.3)
+    assert not second.done()
+    assert said == ["waiting for another stack to finish starting"]
+    first.release()
+    (await asyncio.wait_for(second, 2)).release()
+    assert said[-1].startswith("waited ")
