@@ -44,23 +44,28 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# `make test` in two rounds, the parts of each side by side (`make -j`, every line printed
-# as it comes): first what runs on the host (lint, unit tests on two workers, fuzzing)
-# while the images and Chromium are checked; then everything that runs containers,
-# sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md). The host
-# round runs alone: every busy host process weighs as much as all of Docker's containers
-# together (cgroup v1), so unit tests beside a stack would starve it. Within the container
-# round, the containers that are the network (routers, coturn, Toxiproxy) get 8 times the
-# CPU weight of the rest, so that a busy machine slows the agents under test, not the delay
-# lines and the probes that prove each fault (README, "Suite speed"). TEST_JOBS=1: one
-# part at a time.
+# `make test` in three rounds, the parts of each side by side (`make -j`, every line
+# printed as it comes): first what runs on the host (lint, unit tests on two workers,
+# fuzzing) while the images and Chromium are checked; then everything that runs
+# containers, sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS,
+# docs/stack.md); last, alone, the test that builds images from an installed wheel. The
+# host round runs alone: every busy host process weighs as much as all of Docker's
+# containers together (cgroup v1), so unit tests beside a stack would starve it; an image
+# build does the same from inside Docker (a cold one beside the profile matrix failed a
+# bystander proof). Within the container round, the containers that are the network
+# (routers, coturn, Toxiproxy) get 8 times the CPU weight of the rest, so that a busy
+# machine slows the agents under test, not the delay lines and the probes that prove each
+# fault (README, "Suite speed"). TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
 		lint lint-ci unit fuzz-short images chromium
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
-		--output-sync=line JOBS=$(TEST_STACKS) scenarios examples suite-check
+		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_MARK="containers and not image_build" \
+		scenarios examples suite-check
+	@$(MAKE) --no-print-directory SUITE_CHECK_MARK=image_build SUITE_CHECK_JOBS=0 \
+		SUITE_CHECK_XML=junit-suite-check-image-build.xml suite-check
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
 UNIT_JOBS ?= 0
@@ -118,9 +123,11 @@ chromium:
 # Niced: its host-side work (a wheel, a fresh venv, pip, Chromium) would otherwise take
 # the CPU from every container of the stacks running beside it (see `test`).
 SUITE_CHECK_JOBS ?= 2
+SUITE_CHECK_MARK ?= containers
+SUITE_CHECK_XML ?= junit-suite-check.xml
 suite-check: venv images chromium
-	nice -n 10 $(PY) -m pytest -m containers -n $(SUITE_CHECK_JOBS) --dist worksteal \
-		--junitxml=$(RESULTS)/junit-suite-check.xml
+	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist worksteal \
+		--junitxml=$(RESULTS)/$(SUITE_CHECK_XML)
 
 lint: venv
 	$(PY) -m ruff check .
