@@ -30,9 +30,9 @@ from typing import Any
 from peerlab.router import stun
 
 RETRY_INTERVAL = 0.1
-ANSWER_TIMEOUT = 2.0
-"""Seconds for a request the server answers whatever the NAT does: none in this time means
-UDP is blocked (or the server is gone)."""
+ANSWER_TIMEOUT = 1.0
+"""Seconds for a request the server answers whatever the NAT does (ten tries): none in this
+time means UDP is blocked (or the server is gone)."""
 SILENCE_WINDOW = 1.0
 """Seconds without an answer after which a CHANGE-REQUEST counts as filtered."""
 

@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         sys.exit(asyncio.run(_run(args, cases)))
     except (KeyboardInterrupt, asyncio.CancelledError):
+        # The loop and its handler are gone: one more SIGTERM now would kill the process
+        # (status -15) although the stack is already torn down.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("interrupted: the stack was torn down", file=sys.stderr)
         sys.exit(130)
 

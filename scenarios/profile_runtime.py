@@ -27,10 +27,8 @@ async def network_profile(lab: Lab, profile: Profile | None) -> AsyncIterator[No
         return
     shaped = [p for p in lab.peers if lab.topology.lan_of(p) is not None]
     lab.progress(f"profile {profile.describe()}: {profile.description}")
-    if profile.up or profile.down:
-        # One at a time: each proof checks that the peers not yet shaped are untouched.
-        for peer in shaped:
-            await lab.faults.shape_link(peer, profile.up, profile.down)
+    if (profile.up or profile.down) and shaped:
+        await lab.faults.shape_links(shaped, profile.up, profile.down)
     flapping = asyncio.create_task(_flap(lab, profile, shaped)) if profile.flap and shaped else None
     try:
         yield

@@ -52,3 +52,12 @@ async def test_unknown_direction_and_partition_without_a_router(faults):
         await lone.partition("peer1", "peer2")
     with pytest.raises(FaultError, match="flap: down_s and up_s must be positive"):
         await faults.flap("peer1", "peer2", down_s=0, up_s=1, cycles=1)
+
+
+async def test_a_profiles_links_are_refused_before_anything_is_touched(faults):
+    with pytest.raises(FaultError, match="shape_links peer1: nothing to apply"):
+        await faults.shape_links(["peer1"], {}, {})
+    with pytest.raises(FaultError, match="shape peer1: loss: expected a probability"):
+        await faults.shape_links(["peer1"], {"loss": 2}, {})
+    with pytest.raises(FaultError, match="shape peer2: it sits on the internet with no router"):
+        await faults.shape_links(["peer1", "peer2"], {"delay_ms": 5}, {})
