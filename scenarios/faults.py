@@ -133,11 +133,7 @@ class Faults:
         proofs = []
         for fault, result, first, last in zip(faults, after, counted, counters, strict=True):
             async with self._failing(fault):
-                queued = sum(
-                    last[d]["seen"] - first[d]["seen"]
-                    for d, faults_there in per_direction.items()
-                    if "trace" in faults_there or "rate_kbit" in faults_there
-                )
+                queued = _queued(first, last, per_direction)
                 links = self._shaped[lans[fault.target].name]
                 effect = expected_effect(links["up"], links["down"])
                 what = f"{fault.target}'s up and down link (router {lans[fault.target].name})"
@@ -192,11 +188,7 @@ class Faults:
             counted = await router.counters()
             after = await self._probe(target)
             counters = await router.counters()
-            queued = sum(
-                counters[d]["seen"] - counted[d]["seen"]
-                for d, faults in per_direction.items()
-                if "trace" in faults or "rate_kbit" in faults
-            )
+            queued = _queued(counted, counters, per_direction)
             effect = expected_effect(links["up"], links["down"])
             what = f"{target}'s {label} link (router {lan.name})"
             proof = judge(what, effect, before, after, queued)
@@ -504,3 +496,13 @@ class Faults:
 
 def _dropped(counters: dict[str, Any], partition_id: str) -> int:
     return sum(counters["partitions"][partition_id]["dropped"].values())
+
+
+def _queued(before: dict[str, Any], after: dict[str, Any], per_direction: dict[str, Any]) -> int:
+    """Packets a router's rate or trace queues took between two readings of its counters
+    (only the directions that have such a queue)."""
+    return sum(
+        after[d]["seen"] - before[d]["seen"]
+        for d, faults in per_direction.items()
+        if "trace" in faults or "rate_kbit" in faults
+    )
