@@ -31,6 +31,7 @@ class ProbeResult:
     rtt_p50: float | None
     rtt_p95: float | None
     mapped: str | None
+    rtt_min: float | None = None
 
     @property
     def loss(self) -> float:
@@ -49,6 +50,7 @@ class ProbeResult:
             rtt.get("p50"),
             rtt.get("p95"),
             obj.get("mapped"),
+            rtt.get("min"),
         )
 
     def describe(self) -> str:

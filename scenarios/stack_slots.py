@@ -61,8 +61,9 @@ class StackSlot:
 
 def stack_weight(peers: int, routers: int) -> int:
     """How heavy a stack is, to start the heaviest first: its containers, a router counting
-    for two (its NAT proof takes several seconds). Started last, the longest runs would
-    hold the end of the run alone."""
+    for two (a network of its own to create and remove, a NAT to prove, and the scenarios
+    behind routers are the long ones). Started last, the longest runs would hold the end
+    of the run alone."""
     return peers + 2 * routers
 
 

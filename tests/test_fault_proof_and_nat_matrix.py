@@ -24,8 +24,11 @@ from peerlab.scenarios.nat_matrix import (
 from peerlab.scenarios.probe import ProbeResult
 
 
-def probe(p50, lost=0, sent=200, duplicates=0, reordered=0):
-    return ProbeResult("peer1", sent, sent - lost, lost, duplicates, reordered, p50, p50, None)
+def probe(p50, lost=0, sent=200, duplicates=0, reordered=0, fastest=None):
+    fastest = p50 if fastest is None else fastest
+    return ProbeResult(
+        "peer1", sent, sent - lost, lost, duplicates, reordered, p50, p50, None, fastest
+    )
 
 
 def test_expected_effect_adds_delays_and_compounds_losses():
@@ -54,6 +57,18 @@ def test_untouched_peer_must_keep_its_round_trip():
     judge_untouched("peer2", probe(1.0), probe(3.0, sent=40), "shape peer1")
     with pytest.raises(FaultNotApplied, match="touched peer2, which it should not"):
         judge_untouched("peer2", probe(1.0), probe(101.0, sent=40), "shape peer1")
+
+
+def test_untouched_is_judged_on_the_fastest_round_trip():
+    # A busy CPU delays some of the probe's packets: the median moves, the fastest not.
+    line = judge_untouched("peer2", probe(0.1), probe(28.3, sent=40, fastest=0.2), "partition")
+    assert line.startswith("peer2 untouched (+0.1 ms fastest; STUN min 0.1 → 0.2 ms, p50 0.1")
+    # A delay on the path delays every packet: the fastest grows by as much.
+    with pytest.raises(FaultNotApplied) as caught:
+        judge_untouched("peer2", probe(0.1), probe(20.5, sent=40, fastest=19.8), "shape peer1")
+    assert "STUN min 0.1 → 19.8 ms, p50 0.1 ms → 20.5 ms, lost 0/40" in str(caught.value)
+    with pytest.raises(FaultNotApplied, match="lost 5/40"):
+        judge_untouched("peer2", probe(0.1), probe(0.1, sent=40, lost=5), "partition")
 
 
 @pytest.mark.parametrize(
