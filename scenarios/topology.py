@@ -227,9 +227,10 @@ def peer_lan_address(prefix: str, lan: Lan, peer: str) -> str:
 
 NETWORK_CPU_SHARES = 8192
 """CPU weight of the containers that are the network (routers, coturn, Toxiproxy; Docker's
-default is 1024, compose.yaml says it again for coturn and Toxiproxy): when the machine is
-busy, a router's userspace delay line that waits for the CPU behind agents or another
-stack's containers adds latency nobody asked for, and the proofs measure it."""
+default is 1024, compose.yaml says it again for coturn and Toxiproxy) and of the probes
+that measure it (scenarios/probe.py): when the machine is busy, a router's userspace delay
+line that waits for the CPU behind agents or another stack's containers adds latency
+nobody asked for, and the proofs measure it."""
 
 
 def compose_override(topology: Topology, prefix: str, seed: int) -> str:
