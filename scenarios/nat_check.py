@@ -1,9 +1,10 @@
 """Proof of each router's NAT type, from outside the agents: the lab's RFC 5780 probe
-(router/nat_probe.py) runs in the peer's network namespace, against coturn's two
-addresses, and must measure the mapping and filtering behaviour the topology asked for;
-then, in the same probe, hairpinning, on or off as asked: the probe sends from one socket
-to another socket's external address, and `judge_hairpin` says whether what came back is
-what was asked for. All LANs are proven at once, about a second each.
+(router/nat_probe.py) runs in the peer's network namespace (scenarios/probe.py
+`run_probe`), against coturn's two addresses, and must measure the mapping and filtering
+behaviour the topology asked for; then, in the same probe, hairpinning, on or off as
+asked: the probe sends from one socket to another socket's external address, and
+`judge_hairpin` says whether what came back is what was asked for. All LANs are proven at
+once, about a second each.
 
 coturn's own RFC 5780 client (`turnutils_natdiscovery`) waits 3 s for each unanswered
 packet, 7 s or more per proof; `coturn_verdict` runs it on demand, for `nat_matrix`'s
@@ -17,6 +18,7 @@ import json
 from typing import Any
 
 from peerlab.router.natdiscovery import classify, judge
+from peerlab.scenarios.probe import ProbeError, run_probe
 from peerlab.scenarios.stack import Containers, StackError
 from peerlab.scenarios.topology import Lan, Topology, stun_addresses
 
@@ -63,18 +65,16 @@ async def _verify(containers: Containers, lan: Lan, prefix: str) -> list[str]:
 
 
 async def _probe(containers: Containers, peer: str, server: str) -> dict[str, Any]:
-    """The NAT probe's report from inside `peer` (router/probe.py, `nat`)."""
-    command = ["python", "-m", "peerlab.router.probe", "nat", "--server", server]
+    """The NAT probe's report from `peer`'s network namespace (router/probe.py, `nat`)."""
     try:
-        text = (await containers.exec(peer, command)).strip()
-    except StackError as exc:
-        raise NatMismatch(f"NAT probe in {peer}: {exc}") from None
-    try:
-        report = json.loads(text.splitlines()[-1])
+        line = await run_probe(containers, peer, ["nat", "--server", server])
+        report = json.loads(line)
         if not isinstance(report.get("nat"), dict) or not isinstance(report.get("hairpin"), dict):
             raise ValueError("expected {'nat': {...}, 'hairpin': {...}}")
-    except (ValueError, IndexError, AttributeError) as exc:
-        raise NatMismatch(f"NAT probe in {peer} printed {text[-300:]!r}: {exc}") from None
+    except ProbeError as exc:
+        raise NatMismatch(str(exc)) from None
+    except (ValueError, AttributeError) as exc:
+        raise NatMismatch(f"NAT probe in {peer} printed {line[-300:]!r}: {exc}") from None
     return report
 
 

@@ -74,6 +74,28 @@ class ProbeResult:
         )
 
 
+async def run_probe(containers: Containers, peer: str, args: list[str]) -> str:
+    """`python -m peerlab.router.probe ARGS` in `peer`'s network namespace (its addresses,
+    its router), from a helper container of the peer's image with the network's CPU
+    weight: the last line it printed, or ProbeError."""
+    try:
+        target = await asyncio.to_thread(containers.container, peer)
+        text = await containers.run_helper(
+            f"probe-{peer}-{next(_helpers)}",
+            target.attrs["Image"],
+            ["python", "-m", "peerlab.router.probe", *args],
+            timeout=PROBE_TIMEOUT,
+            network_mode=f"container:{target.id}",
+            cpu_shares=NETWORK_CPU_SHARES,
+        )
+    except StackError as exc:
+        raise ProbeError(f"{args[0]} probe in {peer}: {exc}") from None
+    lines = text.strip().splitlines()
+    if not lines:
+        raise ProbeError(f"{args[0]} probe in {peer} printed nothing")
+    return lines[-1]
+
+
 async def stun_probe(
     containers: Containers,
     peer: str,
@@ -83,36 +105,11 @@ async def stun_probe(
     interval: float = 0.01,
     timeout: float = 1.0,
 ) -> ProbeResult:
-    """Run the STUN probe in `peer`'s network namespace (its addresses, its router), from
-    a helper container of the peer's image with the network's CPU weight."""
-    command = [
-        "python",
-        "-m",
-        "peerlab.router.probe",
-        "stun",
-        "--server",
-        server,
-        "--count",
-        str(count),
-        "--interval",
-        str(interval),
-        "--timeout",
-        str(timeout),
-    ]
+    """The STUN probe's measurement of `peer`'s path to `server` (run_probe)."""
+    args = ["stun", "--server", server, "--count", str(count), "--interval", str(interval),
+            "--timeout", str(timeout)]  # fmt: skip
+    line = await run_probe(containers, peer, args)
     try:
-        target = await asyncio.to_thread(containers.container, peer)
-        text = await containers.run_helper(
-            f"probe-{peer}-{next(_helpers)}",
-            target.attrs["Image"],
-            command,
-            timeout=PROBE_TIMEOUT,
-            network_mode=f"container:{target.id}",
-            cpu_shares=NETWORK_CPU_SHARES,
-        )
-    except StackError as exc:
-        raise ProbeError(f"STUN probe in {peer}: {exc}") from None
-    text = text.strip()
-    try:
-        return ProbeResult.from_json(peer, json.loads(text.splitlines()[-1]))
-    except (ValueError, KeyError, IndexError) as exc:
-        raise ProbeError(f"STUN probe in {peer} printed {text[-300:]!r}: {exc}") from None
+        return ProbeResult.from_json(peer, json.loads(line))
+    except (ValueError, KeyError) as exc:
+        raise ProbeError(f"STUN probe in {peer} printed {line[-300:]!r}: {exc}") from None
