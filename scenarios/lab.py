@@ -455,10 +455,15 @@ class Lab:
             self.progress(f"could not collect all evidence: {exc}")
         finally:
             try:
-                # Side by side: the host rules name bridges, not containers.
-                results = await asyncio.gather(
-                    self.host_conntrack.remove(), self.stack.down(), return_exceptions=True
-                )
+                # Side by side: the host rules name bridges, not containers. Marked, so
+                # that no stack starts meanwhile (stack_slots.start_turn).
+                mark = stack_slots.teardown_mark(self.stack.project)
+                try:
+                    results = await asyncio.gather(
+                        self.host_conntrack.remove(), self.stack.down(), return_exceptions=True
+                    )
+                finally:
+                    mark.release()
                 for result in results:
                     if isinstance(result, BaseException):
                         raise result

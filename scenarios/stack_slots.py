@@ -10,7 +10,9 @@ no limit (the default).
 Whatever the limit, stacks start one at a time on this machine (`start_turn`): Docker
 creates networks one after another, and three stacks starting together each took 14 to 19 s
 to come up where one alone takes 2 to 3 s; taking turns, each starts in about that, while
-the others run their scenarios.
+the others run their scenarios. A start also waits for the teardowns under way
+(`teardown_mark`): Docker removes networks one at a time too, and a stack that came up
+while the NAT matrix removed its eleven took 8 to 10 s. A teardown never waits.
 """
 
 from __future__ import annotations
@@ -85,12 +87,69 @@ async def acquire(
 
 
 async def start_turn(
-    progress: Callable[[str], None], weight: int = 0, folder: Path | None = None
+    progress: Callable[[str], None],
+    weight: int = 0,
+    folder: Path | None = None,
+    teardowns: Path | None = None,
 ) -> StackSlot:
-    """Wait until no other stack on this machine is starting (heaviest first, as slots);
-    release the turn once the stack is up."""
+    """Wait until no other stack on this machine is starting (heaviest first, as slots)
+    and none is being torn down; release the turn once the stack is up."""
     waiting = "waiting for another stack to finish starting"
-    return await _queue(folder or lock_dir("stack-starts"), 1, weight, progress, waiting)
+    turn = await _queue(folder or lock_dir("stack-starts"), 1, weight, progress, waiting)
+    try:
+        await _no_teardowns(_marks(teardowns), progress)
+    except BaseException:
+        turn.release()
+        raise
+    return turn
+
+
+class TeardownMark(StackSlot):
+    """A lock file that says a stack is being torn down; release() removes it."""
+
+    def __init__(self, path: Path, fd: int):
+        super().__init__(fd)
+        self._path = path
+
+    def release(self) -> None:
+        if self._fd is not None:
+            self._path.unlink(missing_ok=True)  # while still locked: never seen stale
+        super().release()
+
+
+def teardown_mark(project: str, teardowns: Path | None = None) -> TeardownMark:
+    """Held while `project`'s stack is torn down, so that starts wait for it."""
+    return TeardownMark(*_locked_in(_marks(teardowns), f"{project}-{os.getpid()}-{next(_tickets)}"))
+
+
+def _marks(teardowns: Path | None) -> Path:
+    folder = (teardowns or lock_dir("stack-teardowns")) / "marks"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+async def _no_teardowns(folder: Path, progress: Callable[[str], None]) -> None:
+    """Return once no live process holds a mark in `folder`; marks nobody holds (their
+    holder died by SIGKILL) are removed on the way."""
+    started = time.monotonic()
+    said = False
+    while True:
+        busy = False
+        for name in os.listdir(folder):
+            fd = try_lock(folder / name)
+            if fd is None:
+                busy = True
+                continue
+            (folder / name).unlink(missing_ok=True)
+            os.close(fd)
+        if not busy:
+            if said:
+                progress(f"waited {time.monotonic() - started:.1f}s")
+            return
+        if not said:
+            progress("waiting for another stack's teardown")
+            said = True
+        await asyncio.sleep(POLL_S)
 
 
 async def _queue(
@@ -120,16 +179,21 @@ async def _queue(
 
 
 def _take_ticket(queue: Path, weight: int) -> tuple[Path, int]:
-    """A ticket whose name sorts heaviest first, then oldest. Locked under a temporary
-    name, then renamed into place: never seen unlocked, so never taken for a dead one."""
+    """A ticket whose name sorts heaviest first, then oldest."""
     rank = f"{MAX_WEIGHT - min(weight, MAX_WEIGHT):06d}-{time.time_ns()}-{os.getpid()}"
-    rank += f"-{next(_tickets)}"
-    draft = queue.parent / f"draft-{rank}"
+    return _locked_in(queue, f"{rank}-{next(_tickets)}")
+
+
+def _locked_in(folder: Path, name: str) -> tuple[Path, int]:
+    """A file `name` in `folder`, locked by this process. Locked under a temporary name
+    beside the folder, then renamed into place: never seen unlocked, so never taken for
+    a dead holder's."""
+    draft = folder.parent / f"draft-{folder.name}-{name}"
     fd = try_lock(draft)
     assert fd is not None, "a fresh file is locked by nobody else"
-    ticket = queue / rank
-    draft.rename(ticket)
-    return ticket, fd
+    path = folder / name
+    draft.rename(path)
+    return path, fd
 
 
 def _first_in_queue(queue: Path, mine: str) -> bool:

@@ -11,7 +11,13 @@ import sys
 
 import pytest
 
-from peerlab.scenarios.stack_slots import ENV, acquire, max_stacks, start_turn
+from peerlab.scenarios.stack_slots import (
+    ENV,
+    acquire,
+    max_stacks,
+    start_turn,
+    teardown_mark,
+)
 
 
 def test_the_limit_is_read_strictly():
@@ -95,11 +101,32 @@ async def test_a_ticket_left_by_a_killed_waiter_does_not_block_the_queue(tmp_pat
 async def test_stacks_start_one_at_a_time_whatever_the_limit(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     said: list[str] = []
-    first = await start_turn(said.append, folder=tmp_path)
-    second = asyncio.create_task(start_turn(said.append, folder=tmp_path))
+    marks = tmp_path / "teardowns"
+    marks.mkdir()
+    first = await start_turn(said.append, folder=tmp_path, teardowns=marks)
+    second = asyncio.create_task(start_turn(said.append, folder=tmp_path, teardowns=marks))
     await asyncio.sleep(0.3)
     assert not second.done()
     assert said == ["waiting for another stack to finish starting"]
     first.release()
     (await asyncio.wait_for(second, 2)).release()
     assert said[-1].startswith("waited ")
+
+
+async def test_a_start_waits_for_teardowns_under_way_and_ignores_dead_ones(tmp_path):
+    turns, teardowns = tmp_path / "starts", tmp_path / "teardowns"
+    turns.mkdir()
+    teardowns.mkdir()
+    (teardowns / "marks").mkdir()
+    (teardowns / "marks" / "left-by-a-killed-run").touch()  # nobody holds it
+    said: list[str] = []
+    mark = teardown_mark("peerlab-x", teardowns)
+    start = asyncio.create_task(start_turn(said.append, folder=turns, teardowns=teardowns))
+    await asyncio.sleep(0.3)
+    assert not start.done()
+    assert said == ["waiting for another stack's teardown"]
+    assert not (teardowns / "marks" / "left-by-a-killed-run").exists()
+    mark.release()
+    mark.release()  # idempotent
+    (await asyncio.wait_for(start, 2)).release()
+    assert said[-1].startswith("waited ") and os.listdir(teardowns / "marks") == []
