@@ -456,8 +456,12 @@ class Lab:
         finally:
             try:
                 # Side by side: the host rules name bridges, not containers. Marked, so
-                # that no stack starts meanwhile (stack_slots.start_turn).
-                mark = stack_slots.teardown_mark(self.stack.project)
+                # that no stack starts meanwhile (stack_slots.start_turn); a mark that
+                # cannot be made must not keep the stack up.
+                try:
+                    mark = stack_slots.teardown_mark(self.stack.project)
+                except OSError:
+                    mark = stack_slots.StackSlot(None)
                 try:
                     results = await asyncio.gather(
                         self.host_conntrack.remove(), self.stack.down(), return_exceptions=True
