@@ -103,11 +103,7 @@ class Faults:
         if not up and not down:
             raise FaultError(f"shape_links {', '.join(targets)}: nothing to apply")
         per_direction = {d: faults for d, faults in (("up", up), ("down", down)) if faults}
-        for faults in per_direction.values():
-            try:
-                LinkFaults.from_json(faults, shipped_trace)
-            except ValueError as exc:
-                raise FaultError(f"shape {', '.join(targets)}: {exc}") from None
+        _check_links(per_direction, f"shape {', '.join(targets)}")
         lans = {target: self._router_lan(target, "shape") for target in targets}
         shaping = {lan.name for lan in lans.values()}
         placement = self._lab.topology.placement
@@ -131,15 +127,12 @@ class Faults:
         for fault in faults:
             # One probe at a time: with three at once on a busy machine (make test), one
             # proof measured +27.5 ms for +10 asked; a probe's CPU queueing is its error.
-            router = self._lab.routers[lans[fault.target].name]
             async with self._failing(fault):
-                first = await router.counters()
-                result = await self._probe(fault.target)
-                queued = _queued(first, await router.counters(), per_direction)
-                links = self._shaped[lans[fault.target].name]
-                effect = expected_effect(links["up"], links["down"])
-                what = f"{fault.target}'s up and down link (router {lans[fault.target].name})"
-                proofs.append(judge(what, effect, self._unshaped[fault.target], result, queued))
+                before = self._unshaped[fault.target]
+                lan = lans[fault.target]
+                proofs.append(
+                    await self._prove_link(fault, lan, per_direction, before, "up and down")
+                )
         async with self._failing(faults[0]):
             every_link = replace(faults[0], target=", ".join(targets))  # names the cause
             untouched = await self._untouched(every_link, bystanders)
@@ -163,16 +156,30 @@ class Faults:
             fault._undo.append(self._unshape(lan.name, router, d))
         return "+".join(sorted(backends))
 
+    async def _prove_link(
+        self,
+        fault: Fault,
+        lan: Lan,
+        per_direction: dict[str, dict[str, Any]],
+        before: ProbeResult,
+        label: str,
+    ) -> str:
+        """Probe the shaped link of `fault.target` and judge it against `before`, the link
+        unshaped: the proof line, or FaultNotApplied."""
+        router = self._lab.routers[lan.name]
+        counted = await router.counters()
+        after = await self._probe(fault.target)
+        queued = _queued(counted, await router.counters(), per_direction)
+        links = self._shaped[lan.name]
+        what = f"{fault.target}'s {label} link (router {lan.name})"
+        return judge(what, expected_effect(links["up"], links["down"]), before, after, queued)
+
     async def _shape_router(
         self, fault: Fault, per_direction: dict[str, dict[str, Any]], label: str
     ) -> Fault:
         target = fault.target
         lan = self._router_lan(target, "shape")
-        for faults in per_direction.values():
-            try:
-                LinkFaults.from_json(faults, shipped_trace)
-            except ValueError as exc:
-                raise FaultError(f"shape {target}: {exc}") from None
+        _check_links(per_direction, f"shape {target}")
         # Every peer behind the same router shares the link; the others must not change.
         sharing = [p for p in self._lab.peers if self._lab.topology.lan_of(p) is lan]
         bystanders = self._bystanders(exclude=sharing)
@@ -182,18 +189,10 @@ class Faults:
         await self._take_baselines([target, *bystanders] if first else bystanders)
         before = self._unshaped.setdefault(target, self._baseline.get(target))
         await self._invoke(fault)
-        router = self._lab.routers[lan.name]
         fault.backend = await self._apply_link(fault, lan, per_direction)
         fault.applied_at = time.time()
-        links = self._shaped[lan.name]
         async with self._failing(fault):
-            counted = await router.counters()
-            after = await self._probe(target)
-            counters = await router.counters()
-            queued = _queued(counted, counters, per_direction)
-            effect = expected_effect(links["up"], links["down"])
-            what = f"{target}'s {label} link (router {lan.name})"
-            proof = judge(what, effect, before, after, queued)
+            proof = await self._prove_link(fault, lan, per_direction, before, label)
             untouched = await self._untouched(fault, bystanders)
         fault.proof = f"{proof} [{fault.backend}]; {untouched}"
         return await self._ok(fault)
@@ -498,6 +497,15 @@ class Faults:
 
 def _dropped(counters: dict[str, Any], partition_id: str) -> int:
     return sum(counters["partitions"][partition_id]["dropped"].values())
+
+
+def _check_links(per_direction: dict[str, dict[str, Any]], what: str) -> None:
+    """FaultError naming `what` for link faults the shaper would refuse."""
+    for faults in per_direction.values():
+        try:
+            LinkFaults.from_json(faults, shipped_trace)
+        except ValueError as exc:
+            raise FaultError(f"{what}: {exc}") from None
 
 
 def _queued(before: dict[str, Any], after: dict[str, Any], per_direction: dict[str, Any]) -> int:
