@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from peerlab.scenarios.host_locks import lock_dir, try_lock
 
@@ -31,6 +32,7 @@ POLL_S = 0.1
 MAX_WEIGHT = 999_999
 _tickets = itertools.count()
 """Tells apart the tickets one process takes in the same nanosecond."""
+T = TypeVar("T")
 
 
 def max_stacks(environ: dict[str, str] | os._Environ[str] = os.environ) -> int:
@@ -129,27 +131,14 @@ def _marks(teardowns: Path | None) -> Path:
 
 
 async def _no_teardowns(folder: Path, progress: Callable[[str], None]) -> None:
-    """Return once no live process holds a mark in `folder`; marks nobody holds (their
-    holder died by SIGKILL) are removed on the way."""
-    started = time.monotonic()
-    said = False
-    while True:
-        busy = False
-        for name in os.listdir(folder):
-            fd = try_lock(folder / name)
-            if fd is None:
-                busy = True
-                continue
-            (folder / name).unlink(missing_ok=True)
-            os.close(fd)
-        if not busy:
-            if said:
-                progress(f"waited {time.monotonic() - started:.1f}s")
-            return
-        if not said:
-            progress("waiting for another stack's teardown")
-            said = True
-        await asyncio.sleep(POLL_S)
+    """Return once no live process holds a mark in `folder` (dead ones are removed on the
+    way)."""
+
+    def none_left() -> bool | None:
+        live = [name for name in os.listdir(folder) if _held(folder / name)]
+        return None if live else True
+
+    await _poll(none_left, progress, "waiting for another stack's teardown")
 
 
 async def _queue(
@@ -158,24 +147,38 @@ async def _queue(
     queue = folder / "queue"
     queue.mkdir(exist_ok=True)
     ticket, ticket_fd = _take_ticket(queue, weight)
-    started = time.monotonic()
-    said = False
+
+    def take_a_slot() -> StackSlot | None:
+        if not _first_in_queue(queue, ticket.name):
+            return None
+        for index in range(limit):
+            fd = try_lock(folder / f"slot-{index}")
+            if fd is not None:
+                return StackSlot(fd)
+        return None
+
     try:
-        while True:
-            if _first_in_queue(queue, ticket.name):
-                for index in range(limit):
-                    fd = try_lock(folder / f"slot-{index}")
-                    if fd is not None:
-                        if said:
-                            progress(f"waited {time.monotonic() - started:.1f}s")
-                        return StackSlot(fd)
-            if not said:
-                progress(waiting)
-                said = True
-            await asyncio.sleep(POLL_S)
+        return await _poll(take_a_slot, progress, waiting)
     finally:
         ticket.unlink(missing_ok=True)
         os.close(ticket_fd)
+
+
+async def _poll(
+    attempt: Callable[[], T | None], progress: Callable[[str], None], waiting: str
+) -> T:
+    """`attempt()` every POLL_S until it returns something; says `waiting` once if it has
+    to wait, and how long it waited at the end."""
+    started = time.monotonic()
+    said = False
+    while (result := attempt()) is None:
+        if not said:
+            progress(waiting)
+            said = True
+        await asyncio.sleep(POLL_S)
+    if said:
+        progress(f"waited {time.monotonic() - started:.1f}s")
+    return result
 
 
 def _take_ticket(queue: Path, weight: int) -> tuple[Path, int]:
@@ -202,9 +205,17 @@ def _first_in_queue(queue: Path, mine: str) -> bool:
     for name in sorted(os.listdir(queue)):
         if name >= mine:
             return True
-        fd = try_lock(queue / name)
-        if fd is None:
+        if _held(queue / name):
             return False  # a live waiter ahead
-        (queue / name).unlink(missing_ok=True)
-        os.close(fd)
     return True
+
+
+def _held(path: Path) -> bool:
+    """Whether a live process holds `path`'s lock. A file nobody holds (its holder died
+    by SIGKILL) is removed."""
+    fd = try_lock(path)
+    if fd is None:
+        return True
+    path.unlink(missing_ok=True)
+    os.close(fd)
+    return False
