@@ -66,13 +66,6 @@ class ProbeResult:
             rtt.get("min"),
         )
 
-    def describe(self) -> str:
-        rtt = f"p50 {self.rtt_p50:.1f} ms" if self.rtt_p50 is not None else "no answer"
-        return (
-            f"{rtt}, lost {self.lost}/{self.sent}, duplicates {self.duplicates}, "
-            f"reordered {self.reordered}"
-        )
-
 
 async def run_probe(containers: Containers, peer: str, args: list[str]) -> str:
     """`python -m peerlab.router.probe ARGS` in `peer`'s network namespace (its addresses,
