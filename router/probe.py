@@ -4,7 +4,7 @@ NAT's behaviour (RFC 5780, router/nat_probe.py) and test hairpinning, side by si
 `python -m peerlab.router.probe nat --server ADDR`, which prints
 `{"nat": <nat_probe.discover's report>, "hairpin": <the hairpin report>}`.
 
-Run inside a peer container, it measures that peer's access link through its router: it
+Run in a peer's network namespace, it measures that peer's access link through its router: it
 sends `count` Binding requests, one every `interval` seconds, from one UDP socket (so one
 NAT mapping), waits `timeout` seconds after the last for late answers, and prints one JSON
 line:
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         "--timeout", type=float, default=1.0, help="seconds to try for (and for STUN)"
     )
     nat_parser = commands.add_parser(
-        "nat", help="RFC 5780 mapping and filtering behaviour, then the hairpin test"
+        "nat", help="RFC 5780 mapping and filtering behaviour, and the hairpin test beside it"
     )
     nat_parser.add_argument("--server", required=True, help="RFC 5780 STUN server")
     nat_parser.add_argument("--port", type=int, default=3478)
