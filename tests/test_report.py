@@ -306,6 +306,7 @@ def test_write_report_reads_the_folder_and_the_cli_hook_writes_it(tmp_path, caps
 
 ENSURE = "scripts/ensure-chromium.sh"
 REPO = Path(__file__).resolve().parent.parent
+TWO_FAULTS = REPO / "tests" / "data" / "two_faults.yaml"
 
 
 class Classes(HTMLParser):
@@ -340,10 +341,10 @@ def test_a_real_runs_report_draws_lanes_arrows_and_faults_in_a_browser(tmp_path)
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.fail(f"chromium is not installed: run {ENSURE} (as root, or with sudo)")
-    # partition_heal has faults (a partition, then a flap), so the bands are drawn too.
-    # Into the repository's results/, not tmp_path: pytest deletes all but its last three
-    # temporary folders, and the report and its screenshot are kept with the run's results.
-    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", "partition_heal", "--keep"]
+    # Two faults (a partition, then more delay), so that the bands are drawn too. Into the
+    # repository's results/, not tmp_path: pytest deletes all but its last three temporary
+    # folders, and the report and its screenshot are kept with the run's results.
+    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", str(TWO_FAULTS), "--keep"]
     run = subprocess.run(
         [*command, "--results", str(REPO / "results")],
         cwd=REPO,
@@ -354,7 +355,7 @@ def test_a_real_runs_report_draws_lanes_arrows_and_faults_in_a_browser(tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     junit = re.search(r"^JUnit XML: (.+)$", run.stdout, re.MULTILINE)
     assert junit, run.stdout
-    folder = Path(junit.group(1)).parent / "partition_heal"
+    folder = Path(junit.group(1)).parent / TWO_FAULTS.stem
     report = write_report(folder)
 
     started = time.monotonic()

@@ -7,6 +7,10 @@ from __future__ import annotations
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+ACK_WAIT = 10.0
+"""Nothing degrades this path: acks are back within milliseconds, and a lost one is sent
+again after the agent's 1 s retransmission timeout, so 10 s is ten of them. An agent that
+never acks (`make suite-check`) fails after this long."""
 
 
 async def run(lab: Lab) -> None:
@@ -20,7 +24,7 @@ async def run(lab: Lab) -> None:
     await lab.connect("peer1", "peer2")
     await lab.send_every_type("peer1", "peer2", "chat")
     await lab.send_every_type("peer2", "peer1", "chat")
-    await lab.assert_delivered([("peer1", "peer2"), ("peer2", "peer1")])
+    await lab.assert_delivered([("peer1", "peer2"), ("peer2", "peer1")], timeout=ACK_WAIT)
 
     for receiver, sender in (("peer2", "peer1"), ("peer1", "peer2")):
         typing = await lab.agents[receiver].wait(
