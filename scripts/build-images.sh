@@ -229,6 +229,15 @@ proxy_build_args() {
     return 0
 }
 
+# The CA certificates alone into $1, for a build context: a checkout's folder also holds
+# a .gitignore that an installed copy lacks, and any difference in a COPY misses the layer
+# cache from there on (an installed PeerLab rebuilt the python image, pip install and
+# all, and the router's NetfilterQueue wheel, after `make images` had built them).
+copy_cas() {
+    mkdir -p "$1"
+    find "$CA_DIR" -maxdepth 1 -name '*.crt' -type f -exec cp {} "$1/" \;
+}
+
 docker_build() {
     local args=()
     mapfile -t args < <(proxy_build_args)
@@ -244,7 +253,7 @@ build_python() {
     ctx=$(mktemp -d /tmp/peerlab-ctx.XXXXXX)
     mkdir -p "$ctx/docker"
     cp "$REQUIREMENTS_LOCK" "$ctx/requirements.lock"
-    cp -r "$CA_DIR" "$ctx/docker/"
+    copy_cas "$ctx/docker/ca-certificates"
     local d
     for d in peer signaling scenarios router; do
         [[ -d $d ]] && tar -c --exclude=__pycache__ --exclude='*.pyc' "$d" | tar -x -C "$ctx"
@@ -258,8 +267,13 @@ build_python() {
 # its NetfilterQueue wheel is compiled in a stage FROM the Debian base ($1), which stays
 # cached when only the code changes.
 build_router() {
+    local ctx
+    ctx=$(mktemp -d /tmp/peerlab-ctx.XXXXXX)
+    copy_cas "$ctx/ca-certificates"
     docker_build -f docker/router.Dockerfile --build-arg "BASE_IMAGE=$1" \
-        --build-arg "PYTHON_IMAGE=$PYTHON_TAG" -t "$ROUTER_TAG" docker
+        --build-arg "PYTHON_IMAGE=$PYTHON_TAG" -t "$ROUTER_TAG" "$ctx" \
+        || { rm -rf "$ctx"; return 1; }
+    rm -rf "$ctx"
 }
 
 build_coturn() {
