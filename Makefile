@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples examples-python examples-profiles examples-pytest suite-check docker images chromium lint lint-ci format bench bench-scale lock clean
+.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples examples-python examples-profiles examples-pytest suite-check installed-check docker images chromium lint lint-ci format bench bench-scale lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
@@ -22,6 +22,8 @@ help:
 	@echo "                pytest plugin example (under two)"
 	@echo "make fuzz       seeded fuzz campaigns against the decoder, the signaling server and"
 	@echo "                the control API, full budget (~3 min; make test runs a short one)"
+	@echo "make installed-check  the built wheel in a fresh venv: images from the installed"
+	@echo "                copy, the plugin example beside a user's own scenarios.py"
 	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
@@ -44,17 +46,16 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# `make test` in two rounds. First, everything side by side (`make -j`, every line printed
-# as it comes): the host parts (lint, unit tests on two workers, fuzzing) at the host's
-# idle priority (SCHED_IDLE: they run on what the stacks leave), the images and Chromium
-# checked, then every container part sharing TEST_STACKS lab stacks at a time
-# (PEERLAB_MAX_STACKS, docs/stack.md). Last, alone, the test that builds images from an
-# installed wheel: a cold image build beside the profile matrix failed a bystander proof.
-# At normal priority, every busy host process weighs as much as all of Docker's
-# containers together (cgroup v1): unit tests beside a stack starved it. Within the
-# containers, the ones that are the network (routers, coturn, Toxiproxy) get 8 times the
-# CPU weight of the rest, so that a busy machine slows the agents under test, not the
-# delay lines and the probes that prove each fault (README, "Suite speed").
+# `make test` runs every part side by side (`make -j`, every line printed as it comes):
+# the host parts (lint, unit tests on two workers, fuzzing, the installed-wheel test) at
+# the host's idle priority (SCHED_IDLE: they run on what the stacks leave), the images and
+# Chromium checked, then every container part sharing TEST_STACKS lab stacks at a time
+# (PEERLAB_MAX_STACKS, docs/stack.md). At normal priority, every busy host process weighs
+# as much as all of Docker's containers together (cgroup v1): unit tests beside a stack
+# starved it, and the wheel's pip install (nice 10) coincided with a failed shaping proof.
+# Within the containers, the ones that are the network (routers, coturn, Toxiproxy) get 8
+# times the CPU weight of the rest, so that a busy machine slows the agents under test,
+# not the delay lines and the probes that prove each fault (README, "Suite speed").
 # TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
@@ -62,12 +63,11 @@ test:
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
 		--output-sync=line UNIT_JOBS=2 JOBS=$(TEST_STACKS) HOST_PRIORITY="chrt --idle 0" \
 		SUITE_CHECK_MARK="containers and not image_build" \
-		lint lint-ci unit fuzz-short images chromium scenarios examples suite-check
-	@$(MAKE) --no-print-directory SUITE_CHECK_MARK=image_build SUITE_CHECK_JOBS=0 \
-		SUITE_CHECK_XML=junit-suite-check-image-build.xml suite-check
+		lint lint-ci unit fuzz-short images chromium scenarios examples suite-check \
+		installed-check
 
-# Prefix of the host-only parts' commands (unit tests, fuzzing, lint); `make test` sets it
-# to run them at idle priority beside the containers.
+# Prefix of the host parts' commands (unit tests, fuzzing, lint, the installed-wheel
+# test); `make test` sets it to run them at idle priority beside the containers.
 HOST_PRIORITY ?=
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
@@ -131,6 +131,12 @@ SUITE_CHECK_XML ?= junit-suite-check.xml
 suite-check: venv images chromium
 	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist worksteal \
 		--junitxml=$(RESULTS)/$(SUITE_CHECK_XML)
+
+# PeerLab as a user installs it: the built wheel in a fresh virtual environment builds the
+# images from its own copy and passes the plugin example (tests/test_installed.py). Most
+# of it is host work (a wheel, a venv, pip): HOST_PRIORITY applies.
+installed-check: venv images
+	$(HOST_PRIORITY) $(PY) -m pytest -m image_build --junitxml=$(RESULTS)/junit-installed-check.xml
 
 lint: venv
 	$(HOST_PRIORITY) $(PY) -m ruff check .

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-# image_build: `make test` runs it after the other container parts, alone: a cold image
-# build beside a stack starved its agents and a bystander proof failed (README).
+# image_build: `make test` runs it at idle priority (`make installed-check`) beside the
+# stacks: its wheel, venv and pip install are host work that starved them at nice 10.
 pytestmark = [pytest.mark.containers, pytest.mark.image_build]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import random
 import subprocess
 import sys
+import tempfile
 import types
 
 import pytest
@@ -140,7 +142,10 @@ def test_pick_prefix_avoids_every_used_network():
 NO_NETWORKS = "types.SimpleNamespace(networks=types.SimpleNamespace(list=lambda: []))"
 
 
-def test_a_claimed_prefix_is_held_against_other_processes_until_released():
+def test_a_claimed_prefix_is_held_against_other_processes_until_released(tmp_path, monkeypatch):
+    # Locks of their own: in `make test`, the lab stacks running beside the unit tests hold
+    # real prefixes, the one this seed picks first among them at times.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     client = types.SimpleNamespace(networks=types.SimpleNamespace(list=lambda: []))
     mine = claim_prefix(client, random.Random(7))
     claim = (
@@ -148,7 +153,11 @@ def test_a_claimed_prefix_is_held_against_other_processes_until_released():
         f"print(claim_prefix({NO_NETWORKS}, random.Random(7)))"
     )
     other = subprocess.run(
-        [sys.executable, "-c", claim], capture_output=True, text=True, check=True
+        [sys.executable, "-c", claim],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     ).stdout.strip()
     # The same seed makes the same first choice: held, so each got another one.
     assert other != mine
