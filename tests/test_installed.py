@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-# image_build: `make test` runs it at idle priority (`make installed-check`) beside the
-# stacks: its wheel, venv and pip install are host work that starved them at nice 10.
+# image_build: `make test` runs it alone, after the other parts (`make installed-check`):
+# beside the stacks, its wheel, venv and pip install moved a bystander's proof.
 pytestmark = [pytest.mark.containers, pytest.mark.image_build]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
