@@ -23,6 +23,13 @@ ACKS_CUT = 5
 acknowledgements too, so the sender's SCTP stops once its congestion window is full of
 unacknowledged chunks (heartbeats included; RFC 4960 7.2): some of them arrive, not all."""
 SENDER, RECEIVER = "peer1", "peer2"
+ENV = {"HEARTBEAT_TIMEOUT": "12"}
+"""The receiver's direction is cut while the partition is proven and the messages are
+sent, and the sender must still hold the link open meanwhile: with the agent's default
+2.5 s, a proof that took 9 s under `make test`'s load let the sender declare the link dead
+first, and nothing was sent over it. The price: a restarted receiver, whose old link
+still looks connected to the sender, is noticed by the heartbeat, up to 12 s later (30 s
+made the scenario 25 s longer)."""
 
 
 async def run(lab: Lab) -> None:
