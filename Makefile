@@ -55,9 +55,9 @@ demo: venv
 # starved it. Within the containers, the ones that are the network (routers, coturn,
 # Toxiproxy) get 8 times the CPU weight of the rest, so that a busy machine slows the
 # agents under test, not the delay lines and the probes that prove each fault. Then,
-# alone, the installed-wheel test: beside the stacks, even at idle priority, a bystander
-# of the 4g profile's partition moved +4.9, +9.3 and +22.9 ms (a failed proof) where it
-# moves about 1 ms otherwise (README, "Suite speed"). TEST_JOBS=1: one part at a time.
+# alone, the installed-wheel test: beside the stacks (even at idle priority) the 4g
+# profile partition's bystander moved up to +22.9 ms, a failed proof, against up to +8 ms
+# with the test apart (README, "Suite speed"). TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
 test:

@@ -16,8 +16,9 @@
 # build its setup.py fetches whatever Cython is newest. So the build is not isolated and
 # uses a pinned Cython (3.3.1 was seen to work).
 #
-# Build context: docker/ (only ca-certificates/ is used: pip reaches PyPI through the
-# same HTTPS proxies as the Python image's build, see ca-certificates/README.md).
+# Build context: a folder holding ca-certificates/ with the *.crt files of
+# docker/ca-certificates/ alone (scripts/build-images.sh): pip reaches PyPI through the
+# same HTTPS proxies as the Python image's build, see ca-certificates/README.md.
 ARG BASE_IMAGE=debian:bookworm-slim
 ARG PYTHON_IMAGE=peerlab/python:dev
 

@@ -3,6 +3,7 @@ message names the setting and says why. (A stand-in lab: these checks do no I/O.
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
@@ -61,3 +62,82 @@ async def test_a_profiles_links_are_refused_before_anything_is_touched(faults):
         await faults.shape_links(["peer1"], {"loss": 2}, {})
     with pytest.raises(FaultError, match="shape peer2: it sits on the internet with no router"):
         await faults.shape_links(["peer1", "peer2"], {"delay_ms": 5}, {})
+
+
+class _CuttingRouter:
+    """A router's client that records what the partition asks of it, in order."""
+
+    def __init__(self, steps: list[str], dropped: int):
+        self.steps = steps
+        self.dropped = dropped
+
+    async def add_partition(self, address: str, direction: str) -> dict:
+        self.steps.append(f"cut {address} {direction}")
+        return {"id": "p1"}
+
+    async def counters(self) -> dict:
+        self.steps.append("counted")
+        if self.dropped == 0:
+            raise RuntimeError("the rule dropped nothing")
+        return {"partitions": {"p1": {"dropped": {"up": self.dropped}}}}
+
+    async def remove_partition(self, partition_id: str) -> None:
+        self.steps.append("healed")
+
+
+def _partitioning(faults: Faults, monkeypatch, steps: list[str], dropped: int) -> None:
+    """`faults` with a router that cuts, a history, and probes and waits that take no time."""
+    lab = faults._lab
+    lab.routers = {lab.topology.lan_of("peer1").name: _CuttingRouter(steps, dropped)}
+    lab.history = SimpleNamespace(record=lambda *args, **kwargs: None)
+    lab.progress = lambda line: None
+
+    async def address(peer):
+        return "10.77.0.130"
+
+    lab.containers = SimpleNamespace(address=address)
+
+    async def no_baselines(peers):
+        steps.append("baselines")
+
+    async def untouched(fault, peers):
+        return "peer1 untouched"
+
+    real_sleep = asyncio.sleep
+
+    async def no_wait(seconds):
+        await real_sleep(0)
+
+    monkeypatch.setattr(faults, "_take_baselines", no_baselines)
+    monkeypatch.setattr(faults, "_untouched", untouched)
+    monkeypatch.setattr("peerlab.scenarios.faults.asyncio.sleep", no_wait)
+
+
+async def test_what_runs_during_a_partition_starts_once_the_cut_is_in_place(faults, monkeypatch):
+    steps: list[str] = []
+    _partitioning(faults, monkeypatch, steps, dropped=3)
+
+    async def send() -> None:
+        steps.append("sent")
+
+    fault = await faults.partition("peer1", "peer2", direction="b->a", during=send)
+    # Right after the cut, before the proof counts what it dropped.
+    assert steps[:4] == ["baselines", steps[1], "sent", "counted"], steps
+    assert steps[1].startswith("cut 10.77.0.130 "), steps  # peer2, seen from peer1's router
+    assert fault.proof == "peer1/peer2: 3 packets dropped in 1.5 s; peer1 untouched"
+
+
+async def test_a_partition_whose_proof_fails_cancels_what_runs_during_it(faults, monkeypatch):
+    steps: list[str] = []
+    _partitioning(faults, monkeypatch, steps, dropped=0)
+    never = asyncio.Event()
+    beside: list[asyncio.Task] = []
+
+    async def wait_forever() -> None:
+        beside.append(asyncio.current_task())
+        await never.wait()
+
+    with pytest.raises(RuntimeError, match="dropped nothing"):
+        await faults.partition("peer1", "peer2", during=wait_forever)
+    await asyncio.sleep(0)
+    assert beside and beside[0].cancelled()

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 # image_build: `make test` runs it alone, after the other parts (`make installed-check`):
-# beside the stacks, its wheel, venv and pip install moved a bystander's proof.
+# beside the stacks, its wheel, venv and pip install coincided with failed proofs.
 pytestmark = [pytest.mark.containers, pytest.mark.image_build]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
