@@ -46,45 +46,43 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# `make test` in two rounds. First everything side by side (`make -j`, every line printed
-# as it comes): the host parts (lint, unit tests on two workers, fuzzing) at the host's
-# idle priority (SCHED_IDLE: they run on what the stacks leave), the images and Chromium
-# checked, then every container part sharing TEST_STACKS lab stacks at a time
-# (PEERLAB_MAX_STACKS, docs/stack.md). At normal priority, every busy host process weighs
-# as much as all of Docker's containers together (cgroup v1): unit tests beside a stack
-# starved it. Within the containers, the ones that are the network (routers, coturn,
-# Toxiproxy) get 8 times the CPU weight of the rest, so that a busy machine slows the
-# agents under test, not the delay lines and the probes that prove each fault. Then,
-# alone, the installed-wheel test: beside the stacks (even at idle priority) the 4g
-# profile partition's bystander moved up to +22.9 ms, a failed proof, against up to +8 ms
-# with the test apart (README, "Suite speed"). TEST_JOBS=1: one part at a time.
+# `make test` in three rounds, the parts of each side by side (`make -j`, every line
+# printed as it comes): first what runs on the host (lint, unit tests on two workers,
+# fuzzing) while the images and Chromium are checked; then everything that runs
+# containers, sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS,
+# docs/stack.md); last, alone, the test that builds images from an installed wheel. The
+# host round runs alone: every busy host process weighs as much as all of Docker's
+# containers together (cgroup v1), so unit tests beside a stack starve it; even at idle
+# priority (SCHED_IDLE) beside the stacks, the 4g profile partition's bystander moved up
+# to +9.3 ms in passing runs and failed its proof twice in 13 (+22.9, +38.8 ms), where it
+# moves about 1 ms with the host round apart. Within the container round, the containers
+# that are the network (routers, coturn, Toxiproxy) get 8 times the CPU weight of the
+# rest, so that a busy machine slows the agents under test, not the delay lines and the
+# probes that prove each fault (README, "Suite speed"). TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
 test:
+	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=2 \
+		lint lint-ci unit fuzz-short images chromium
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
-		--output-sync=line UNIT_JOBS=2 JOBS=$(TEST_STACKS) HOST_PRIORITY="chrt --idle 0" \
-		SUITE_CHECK_MARK="containers and not image_build" \
-		lint lint-ci unit fuzz-short images chromium scenarios examples suite-check
+		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_MARK="containers and not image_build" \
+		scenarios examples suite-check
 	@$(MAKE) --no-print-directory installed-check
-
-# Prefix of the host parts' commands (unit tests, fuzzing, lint); `make test` sets it to
-# run them at idle priority beside the containers.
-HOST_PRIORITY ?=
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
 UNIT_JOBS ?= 0
 unit: venv
 	@mkdir -p $(RESULTS)
-	$(HOST_PRIORITY) $(PY) -m pytest -m "not containers" -n $(UNIT_JOBS) --junitxml=$(RESULTS)/junit-unit.xml
+	$(PY) -m pytest -m "not containers" -n $(UNIT_JOBS) --junitxml=$(RESULTS)/junit-unit.xml
 
 # Seeded, bounded fuzz campaigns (docs/fuzz.md): the data-channel decoder, the signaling
 # server and an agent's control API, in process on 127.0.0.1. A finding prints its replay.
 FUZZ_SEED ?= 1
 fuzz: venv
-	$(HOST_PRIORITY) $(PY) -m fuzz --budget full --seed $(FUZZ_SEED)
+	$(PY) -m fuzz --budget full --seed $(FUZZ_SEED)
 
 fuzz-short: venv
-	$(HOST_PRIORITY) $(PY) -m fuzz --budget short --seed $(FUZZ_SEED)
+	$(PY) -m fuzz --budget short --seed $(FUZZ_SEED)
 
 docker:
 	@bash scripts/ensure-docker.sh
@@ -139,13 +137,13 @@ installed-check: venv images
 	$(PY) -m pytest -m image_build --junitxml=$(RESULTS)/junit-installed-check.xml
 
 lint: venv
-	$(HOST_PRIORITY) $(PY) -m ruff check .
-	$(HOST_PRIORITY) $(PY) -m ruff format --check .
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 # The CI recipes users copy (examples/ci/): actionlint and check-jsonschema, installed into
 # build/tools on first use (Go module proxy, PyPI), reused afterwards.
 lint-ci:
-	@$(HOST_PRIORITY) bash scripts/lint-ci.sh
+	@bash scripts/lint-ci.sh
 
 format: venv
 	$(PY) -m ruff format .
