@@ -54,8 +54,8 @@ demo: venv
 # host round runs alone: every busy host process weighs as much as all of Docker's
 # containers together (cgroup v1), so unit tests beside a stack starve it; even at idle
 # priority (SCHED_IDLE) beside the stacks, the 4g profile partition's bystander moved up
-# to +9.3 ms in passing runs and failed its proof twice in 13 (+22.9, +38.8 ms), where it
-# moves about 1 ms with the host round apart. Within the container round, the containers
+# to +9.3 ms in passing runs and failed its proof twice in 13 (+22.9, +38.8 ms); with the
+# host round apart it moved −1.6 to +5.3 ms and never failed. Within the container round, the containers
 # that are the network (routers, coturn, Toxiproxy) get 8 times the CPU weight of the
 # rest, so that a busy machine slows the agents under test, not the delay lines and the
 # probes that prove each fault (README, "Suite speed"). TEST_JOBS=1: one part at a time.
