@@ -126,10 +126,9 @@ chromium:
 # the CPU from every container of the stacks running beside it (see `test`).
 SUITE_CHECK_JOBS ?= 2
 SUITE_CHECK_MARK ?= containers
-SUITE_CHECK_XML ?= junit-suite-check.xml
 suite-check: venv images chromium
 	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist worksteal \
-		--junitxml=$(RESULTS)/$(SUITE_CHECK_XML)
+		--junitxml=$(RESULTS)/junit-suite-check.xml
 
 # PeerLab as a user installs it: the built wheel in a fresh virtual environment builds the
 # images from its own copy and passes the plugin example (tests/test_installed.py).
