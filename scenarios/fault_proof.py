@@ -18,9 +18,10 @@ from peerlab.scenarios.probe import ProbeResult
 UNTOUCHED_RTT_MS = 15.0
 """A peer whose fastest STUN round trip grew less than this counts as untouched... The
 fastest, not the median: a delay on the path delays every packet, the fastest too, while
-a busy CPU delays only some of the probe's (it runs in the peer's container, beside the
-agent). With three stacks at once in `make test`, the median of an untouched peer once
-moved by 28 ms and once by 40, just as its agent reacted to a partition elsewhere."""
+a busy CPU delays only some of the probe's. With three stacks at once in `make test`, the
+median of an untouched peer once moved by 28 ms and once by 40, just as its agent reacted
+to a partition elsewhere (the probe then ran in the peer's container, beside the agent;
+it now has a helper container of its own, scenarios/probe.py)."""
 UNTOUCHED_LOSS = 0.10
 """...and one that lost at most this share of its probes."""
 
