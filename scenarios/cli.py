@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -208,7 +209,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(tools[args.command](args))
     try:
         if args.command == "list":
-            _list()
+            try:
+                _list()
+            except BrokenPipeError:
+                # `peerlab list | head`: the reader has what it wanted. Quietly, also at
+                # exit, when Python flushes stdout once more.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return
         cases = plan_cases(args)
         stack_slots.max_stacks()  # a bad PEERLAB_MAX_STACKS fails before anything starts

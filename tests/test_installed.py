@@ -54,8 +54,13 @@ def _go_cache() -> str:
     )
 
 
+# uv, from the suite's own environment (requirements-dev.lock): it builds the wheel and
+# installs it in under 2 s where pip took 13.
+UV = str(Path(sys.executable).parent / "uv")
+
+
 def _build_wheel(out: Path) -> Path:
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), "."], REPO_ROOT)
+    _run([UV, "build", "-q", "--wheel", "--out-dir", str(out), "."], REPO_ROOT)
     (wheel,) = out.glob("peerlab-*.whl")
     return wheel
 
@@ -79,12 +84,12 @@ def test_the_wheel_installs_one_namespace_that_builds_images_and_runs_the_plugin
         assert shipped in names, f"{shipped} is not in {wheel.name}"
 
     venv = tmp_path / "venv"
-    _run([sys.executable, "-m", "venv", str(venv)], tmp_path)
+    _run([UV, "venv", "-q", "--python", sys.executable, str(venv)], tmp_path)
     python = str(venv / "bin" / "python")
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    install = [UV, "pip", "install", "-q", "--python", python]
     # What a user types (the `harness` extra), held to the versions the suite is tested with.
     pins = ["-c", str(REPO_ROOT / "requirements-dev.lock")]
-    _run([*pip, *pins, f"peerlab[harness] @ {wheel.as_uri()}"], tmp_path)
+    _run([*install, *pins, f"peerlab[harness] @ {wheel.as_uri()}"], tmp_path)
 
     # The images, built from the installed copy (copied to the user's cache) alone. The
     # user's Go build cache stays theirs (it lives in their cache folder): with an empty

@@ -5,6 +5,8 @@ find what a user names; `peerlab run` refuses a bad file before starting anythin
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -171,3 +173,16 @@ def test_the_heaviest_cases_start_first_and_ties_keep_their_order():
     assert heaviest_first(cases, None) == [1, 3, 2, 0, 4]
     # --peers 4 makes the two-peer cases four-peer ones.
     assert heaviest_first(cases, 4)[:2] == [1, 3]
+
+
+def test_peerlab_list_into_a_reader_that_stops_early_is_not_an_error():
+    """`peerlab list | head -1`: the pipe closes under the list, which is no traceback.
+    Here the reader is gone before the first line, so every write meets the closed pipe."""
+    lister = subprocess.Popen(
+        [sys.executable, "-m", "peerlab.scenarios.cli", "list"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    lister.stdout.close()
+    stderr = lister.stderr.read().decode()
+    assert lister.wait() == 0 and stderr == "", stderr
