@@ -18,9 +18,7 @@ from pathlib import Path
 
 import pytest
 
-# image_build: `make test` runs it alone, after the other parts (`make installed-check`):
-# beside the stacks, its wheel, venv and pip install coincided with failed proofs.
-pytestmark = [pytest.mark.containers, pytest.mark.image_build]
+pytestmark = pytest.mark.containers
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
