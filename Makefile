@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock requirements-dev.lock pyproject.toml | cksum | cut -d" " -f1)
 RESULTS ?= results
 
-.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples examples-python examples-profiles examples-pytest suite-check docker images chromium lint lint-ci format bench bench-scale lock clean
+.PHONY: help venv demo test unit fuzz fuzz-short scenarios examples examples-python examples-profiles examples-pytest suite-check installed-check docker images chromium lint lint-ci format bench bench-scale lock clean
 
 help:
 	@echo "make demo       three agents on this machine exchange every message type"
@@ -22,6 +22,8 @@ help:
 	@echo "                pytest plugin example (under two)"
 	@echo "make fuzz       seeded fuzz campaigns against the decoder, the signaling server and"
 	@echo "                the control API, full budget (~3 min; make test runs a short one)"
+	@echo "make installed-check  the built wheel in a fresh venv: images from the installed"
+	@echo "                copy, the plugin example beside a user's own scenarios.py"
 	@echo "make lint-ci    lint the CI recipes in examples/ci (actionlint, check-jsonschema)"
 	@echo "make images     build the images (OFFLINE=1: no registry; auto-detected)"
 	@echo "make bench      agent messaging path vs raw aiortc, same machine, same run"
@@ -49,30 +51,33 @@ venv: $(STAMP)
 demo: venv
 	$(PY) -m peerlab.scenarios.demo
 
-# `make test` in two rounds, the parts of each side by side (`make -j`, every line printed
-# as it comes): first what runs on the host (lint, unit tests on three workers, fuzzing)
-# while the images and Chromium are checked; then everything that runs containers,
-# sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS, docs/stack.md). The host
-# round runs alone: every busy host process weighs as much as all of Docker's containers
-# together (cgroup v1), so unit tests beside a stack starve it; even at idle priority
-# (SCHED_IDLE) beside the stacks, the 4g profile partition's bystander moved up to
-# +9.3 ms in passing runs and failed its proof twice in 13 (+22.9, +38.8 ms); with the
-# host round apart it moved −1.6 to +5.3 ms and never failed. Within the container round,
-# the containers that are the network (routers, coturn, Toxiproxy) get 8 times the CPU
-# weight of the rest, so that a busy machine slows the agents under test, not the delay
-# lines and the probes that prove each fault (README, "Suite speed"). Four stacks (with
-# four suite-check workers, so that its light labs do not queue one behind another) took
-# 3 min 29 s here, twice, but the proofs' margins thinned (a +10 ms shaping measured
-# +20.3, an untouched peer +10.1 ms of its 15): more cores, more stacks. TEST_JOBS=1: one
-# part at a time.
+# `make test` in three rounds, the parts of each side by side (`make -j`, every line
+# printed as it comes): first what runs on the host (lint, unit tests on three workers,
+# fuzzing) while the images and Chromium are checked; then everything that runs
+# containers, sharing TEST_STACKS lab stacks at a time (PEERLAB_MAX_STACKS,
+# docs/stack.md); last, alone, the test that builds images from an installed wheel (in
+# the second round it coincided with failed shaping proofs: with pip, and once in five
+# runs with uv). The host round runs alone: every busy host process weighs
+# as much as all of Docker's containers together (cgroup v1), so unit tests beside a
+# stack starve it; even at idle priority (SCHED_IDLE) beside the stacks, the 4g profile
+# partition's bystander moved up to +9.3 ms in passing runs and failed its proof twice
+# in 13 (+22.9, +38.8 ms); with the host round apart it moved −1.6 to +5.3 ms and never
+# failed. Within the container round, the containers that are the network (routers,
+# coturn, Toxiproxy) get 8 times the CPU weight of the rest, so that a busy machine slows
+# the agents under test, not the delay lines and the probes that prove each fault
+# (README, "Suite speed"). Four stacks (TEST_STACKS=4 SUITE_CHECK_JOBS=4: with two
+# workers the suite check's light labs queue one behind another) took 3 min 29 s here,
+# twice, but the proofs' margins thinned (a +10 ms shaping measured +20.3, an untouched
+# peer +10.1 ms of its 15): more cores, more stacks. TEST_JOBS=1: one part at a time.
 TEST_JOBS ?= 8
 TEST_STACKS ?= 3
 test:
 	@$(MAKE) --no-print-directory -j$(TEST_JOBS) --output-sync=line UNIT_JOBS=3 \
 		lint lint-ci unit fuzz-short images chromium
 	@PEERLAB_MAX_STACKS=$(TEST_STACKS) $(MAKE) --no-print-directory -j$(TEST_JOBS) \
-		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_JOBS=$(TEST_STACKS) \
+		--output-sync=line JOBS=$(TEST_STACKS) SUITE_CHECK_MARK="containers and not image_build" \
 		scenarios examples suite-check
+	@$(MAKE) --no-print-directory installed-check
 
 # Unit and in-process tests; UNIT_JOBS > 0 spreads them over that many pytest workers.
 UNIT_JOBS ?= 0
@@ -126,14 +131,19 @@ chromium:
 
 # The suite must catch a broken agent (one that never acks, one that delivers copies
 # twice), an interrupted run must leave nothing behind, a run's report must render in a
-# real browser, and the built wheel, installed in a fresh venv, must build the images
-# from its own copy and pass the plugin example: the tests marked `containers`.
+# real browser, and the built wheel must work installed: the tests marked `containers`.
 # Niced: its host-side work (a wheel, a fresh venv, Chromium) would otherwise take the CPU
 # from every container of the stacks running beside it (see `test`).
 SUITE_CHECK_JOBS ?= 2
+SUITE_CHECK_MARK ?= containers
 suite-check: venv images chromium
-	nice -n 10 $(PY) -m pytest -m containers -n $(SUITE_CHECK_JOBS) --dist worksteal \
+	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist worksteal \
 		--junitxml=$(RESULTS)/junit-suite-check.xml
+
+# PeerLab as a user installs it: the built wheel in a fresh virtual environment builds the
+# images from its own copy and passes the plugin example (tests/test_installed.py).
+installed-check: venv images
+	$(PY) -m pytest -m image_build --junitxml=$(RESULTS)/junit-installed-check.xml
 
 lint: venv
 	$(PY) -m ruff check .

@@ -18,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.containers
+# image_build: `make test` runs it alone, after the other parts (`make installed-check`):
+# beside the stacks, its image build (Docker hashing each build context, cache hits and
+# all) coincided with failed shaping proofs.
+pytestmark = [pytest.mark.containers, pytest.mark.image_build]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
