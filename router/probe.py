@@ -6,8 +6,9 @@ NAT's behaviour (RFC 5780, router/nat_probe.py) and test hairpinning, side by si
 
 Run in a peer's network namespace, it measures that peer's access link through its router: it
 sends `count` Binding requests, one every `interval` seconds, from one UDP socket (so one
-NAT mapping), waits `timeout` seconds after the last for late answers, and prints one JSON
-line:
+NAT mapping), waits for late answers up to `timeout` seconds after the last (once every
+request has its answer, only twice the slowest round trip seen, for duplicates), and prints
+one JSON line:
 
     {"sent": 20, "received": 17, "lost": 3, "duplicates": 1, "reordered": 0,
      "rtt_ms": {"p50": 101.2, "p95": 118.0, "min": 99.1, "max": 121.4},
@@ -91,10 +92,20 @@ def percentile(ordered: Sequence[float], percent: float) -> float | None:
     return ordered[max(0, math.ceil(percent / 100 * len(ordered)) - 1)]
 
 
+SETTLE_RTTS = 2.0
+SETTLE_MIN_S = 0.05
+"""Once every request has been answered, the probe waits SETTLE_RTTS times the slowest
+round trip it saw (at least SETTLE_MIN_S) for duplicates, then ends: a copy leaves the
+shaper right after its original. Waiting out the whole timeout instead added a second to
+every probe of an intact path: the baselines and untouched-peer checks of every fault
+proof."""
+
+
 def probe_stun(
     server: tuple[str, int], count: int, interval: float, timeout: float
 ) -> list[tuple[int, float, str]]:
-    """Send the requests on schedule, collect answers until `timeout` after the last."""
+    """Send the requests on schedule, collect answers until `timeout` after the last, or
+    until every request is answered and its duplicates have had time to come."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
     sock.setblocking(False)
@@ -102,6 +113,9 @@ def probe_stun(
     prefix = os.urandom(8)  # transaction id = random prefix + request number
     sent_at: dict[int, float] = {}
     answers: list[tuple[int, float, str]] = []
+    answered: set[int] = set()
+    slowest_s = 0.0
+    all_answered_at: float | None = None
     start = time.monotonic()
     number = 0
     while True:
@@ -115,11 +129,19 @@ def probe_stun(
             wake = start + number * interval
         else:
             wake = sent_at[count - 1] + timeout
+            if all_answered_at is not None:
+                wake = min(wake, all_answered_at + max(SETTLE_MIN_S, SETTLE_RTTS * slowest_s))
             if now >= wake:
                 return answers
         readable, _, _ = select.select([sock], [], [], max(0.0, wake - now))
         if readable:
+            seen = len(answers)
             _receive(sock, prefix, sent_at, answers)
+            for answer_number, rtt_ms, _ in answers[seen:]:
+                answered.add(answer_number)
+                slowest_s = max(slowest_s, rtt_ms / 1000)
+            if all_answered_at is None and len(answered) == count:
+                all_answered_at = time.monotonic()
 
 
 def _receive(sock, prefix: bytes, sent_at: dict[int, float], answers: list) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from peerlab.router import stun
-from peerlab.router.probe import probe_hairpin, summarize
+from peerlab.router.probe import probe_hairpin, probe_stun, summarize
 
 COTURN_TRANSACTION_ID = bytes.fromhex("0123456789abcdef01234567")
 # coturn's answer to binding_request(COTURN_TRANSACTION_ID): XOR-MAPPED-ADDRESS,
@@ -164,8 +165,10 @@ def _answers(sent: int):
 
 
 @contextlib.contextmanager
-def stun_responder() -> Iterator[tuple[str, int]]:
-    """A STUN server on loopback answering Binding requests with the sender's address."""
+def stun_responder(copies: int = 1, ignore: int | None = None) -> Iterator[tuple[str, int]]:
+    """A STUN server on loopback answering Binding requests with the sender's address,
+    `copies` times each; the request numbered `ignore` (the probe's last four bytes of
+    transaction id) gets no answer."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(0.05)
@@ -178,11 +181,14 @@ def stun_responder() -> Iterator[tuple[str, int]]:
             except TimeoutError:
                 continue
             request = stun.decode(data)
+            if int.from_bytes(request.transaction_id[8:], "big") == ignore:
+                continue
             address = stun.encode_xor_address(host, port, request.transaction_id)
             answer = stun.StunMessage(
                 stun.BINDING_SUCCESS, request.transaction_id, ((stun.XOR_MAPPED_ADDRESS, address),)
             )
-            sock.sendto(stun.encode(answer), (host, port))
+            for _ in range(copies):
+                sock.sendto(stun.encode(answer), (host, port))
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -192,6 +198,32 @@ def stun_responder() -> Iterator[tuple[str, int]]:
         stop.set()
         thread.join()
         sock.close()
+
+
+def _probe(server: tuple[str, int], count: int, timeout: float) -> tuple[dict, float]:
+    started = time.monotonic()
+    answers = probe_stun(server, count, interval=0.001, timeout=timeout)
+    return summarize(count, answers), time.monotonic() - started
+
+
+def test_a_probe_whose_every_request_is_answered_ends_without_waiting_out_its_timeout():
+    with stun_responder() as server:
+        report, took = _probe(server, 20, timeout=30.0)
+    assert report["received"] == 20 and report["lost"] == 0, report
+    assert took < 15.0, f"waited {took:.1f} s of a 30 s timeout with every answer in"
+
+
+def test_a_probe_that_ends_early_still_counts_the_duplicates_of_its_answers():
+    with stun_responder(copies=2) as server:
+        report, _ = _probe(server, 20, timeout=30.0)
+    assert report["received"] == 20 and report["duplicates"] == 20, report
+
+
+def test_a_probe_missing_an_answer_waits_its_timeout_for_it():
+    with stun_responder(ignore=7) as server:
+        report, took = _probe(server, 20, timeout=0.5)
+    assert report["received"] == 19 and report["lost"] == 1, report
+    assert took >= 0.5
 
 
 def test_hairpin_probe_reports_where_its_packet_came_from_and_the_answer():
