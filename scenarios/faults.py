@@ -39,6 +39,12 @@ TCP_FIELDS = {"delay_ms", "jitter_ms", "rate_kbit"}
 """What Toxiproxy can do to a TCP stream: latency (with jitter) and bandwidth."""
 PROOF_PROBES = 200
 PROOF_INTERVAL = 0.005
+PARTITION_PROOF_S = 1.5
+"""Heartbeats flow every 0.5 s on an idle link: within 1.5 s a partition's rule has
+dropped some, if the two peers have a direct link at all (a relayed one is not cut, and
+its proof reports none dropped). It ends at the first drop: waiting out the 1.5 s added
+a second to every cut that traffic crossed at once."""
+PARTITION_POLL_S = 0.1
 
 
 def shipped_trace(name: str) -> Trace:
@@ -263,8 +269,9 @@ class Faults:
         """Cut the direct path between peers a and b: "both", "a->b" or "b->a". A link
         relayed through TURN crosses coturn, not this path, and is not cut.
 
-        `during` runs as soon as the cut is in place, beside its proof, which takes 1.5 s
-        and up to 9 s more under load: what must happen right after the cut (messages
+        `during` runs as soon as the cut is in place, beside its proof, which takes up to
+        PARTITION_PROOF_S (less once the rule has dropped a packet) and up to 9 s more
+        under load: what must happen right after the cut (messages
         sent over a half-cut path before the sender's transport stalls) cannot wait for
         the proof. The partition returns once both are done."""
         near, far, router_direction = self._partition_ends(a, b, direction)
@@ -280,18 +287,17 @@ class Faults:
         beside = asyncio.ensure_future(during()) if during is not None else None
         try:
             async with self._failing(fault):
-                # Heartbeats flow every 0.5 s on an idle link: after 1.5 s the rule must
-                # have dropped some, if the two have a direct link at all.
-                await asyncio.sleep(1.5)
-                dropped = _dropped(await router.counters(), answer["id"])
-                untouched = await self._untouched(fault, [near])
+                (dropped, waited), untouched = await asyncio.gather(
+                    _first_drops(router, answer["id"]), self._untouched(fault, [near])
+                )
         except BaseException:
             if beside is not None:
                 beside.cancel()
             raise
         if beside is not None:
             await beside
-        fault.proof = f"{fault.target}: {dropped} packets dropped in 1.5 s; {untouched}"
+        packets = "packet" if dropped == 1 else "packets"
+        fault.proof = f"{fault.target}: {dropped} {packets} dropped in {waited:.1f} s; {untouched}"
         return await self._ok(fault)
 
     async def flap(
@@ -517,6 +523,18 @@ class Faults:
 
 def _dropped(counters: dict[str, Any], partition_id: str) -> int:
     return sum(counters["partitions"][partition_id]["dropped"].values())
+
+
+async def _first_drops(router: Any, partition_id: str) -> tuple[int, float]:
+    """The packets a partition rule has dropped, read every PARTITION_POLL_S until there
+    are some or PARTITION_PROOF_S has passed, and how long that took."""
+    started = time.monotonic()
+    while True:
+        dropped = _dropped(await router.counters(), partition_id)
+        waited = time.monotonic() - started
+        if dropped or waited >= PARTITION_PROOF_S:
+            return dropped, waited
+        await asyncio.sleep(min(PARTITION_POLL_S, PARTITION_PROOF_S - waited))
 
 
 def _check_links(per_direction: dict[str, dict[str, Any]], what: str) -> None:

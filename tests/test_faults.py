@@ -67,9 +67,9 @@ async def test_a_profiles_links_are_refused_before_anything_is_touched(faults):
 class _CuttingRouter:
     """A router's client that records what the partition asks of it, in order."""
 
-    def __init__(self, steps: list[str], dropped: int):
+    def __init__(self, steps: list[str], dropped: int | list[int]):
         self.steps = steps
-        self.dropped = dropped
+        self.readings = dropped if isinstance(dropped, list) else [dropped]
 
     async def add_partition(self, address: str, direction: str) -> dict:
         self.steps.append(f"cut {address} {direction}")
@@ -77,15 +77,18 @@ class _CuttingRouter:
 
     async def counters(self) -> dict:
         self.steps.append("counted")
-        if self.dropped == 0:
-            raise RuntimeError("the rule dropped nothing")
-        return {"partitions": {"p1": {"dropped": {"up": self.dropped}}}}
+        dropped = self.readings.pop(0) if len(self.readings) > 1 else self.readings[0]
+        if dropped is None:
+            raise RuntimeError("the router did not answer")
+        return {"partitions": {"p1": {"dropped": {"up": dropped}}}}
 
     async def remove_partition(self, partition_id: str) -> None:
         self.steps.append("healed")
 
 
-def _partitioning(faults: Faults, monkeypatch, steps: list[str], dropped: int) -> None:
+def _partitioning(
+    faults: Faults, monkeypatch, steps: list[str], dropped: int | list[int | None] | None
+) -> None:
     """`faults` with a router that cuts, a history, and probes and waits that take no time."""
     lab = faults._lab
     lab.routers = {lab.topology.lan_of("peer1").name: _CuttingRouter(steps, dropped)}
@@ -124,12 +127,33 @@ async def test_what_runs_during_a_partition_starts_once_the_cut_is_in_place(faul
     # Right after the cut, before the proof counts what it dropped.
     assert steps[:4] == ["baselines", steps[1], "sent", "counted"], steps
     assert steps[1].startswith("cut 10.77.0.130 "), steps  # peer2, seen from peer1's router
-    assert fault.proof == "peer1/peer2: 3 packets dropped in 1.5 s; peer1 untouched"
+    assert fault.proof == "peer1/peer2: 3 packets dropped in 0.0 s; peer1 untouched"
+
+
+async def test_a_partitions_proof_reads_the_rule_until_it_has_dropped_something(
+    faults, monkeypatch
+):
+    steps: list[str] = []
+    _partitioning(faults, monkeypatch, steps, dropped=[0, 0, 2])
+    fault = await faults.partition("peer1", "peer2")
+    assert steps.count("counted") == 3, steps
+    assert fault.proof.startswith("peer1/peer2: 2 packets dropped in "), fault.proof
+
+
+async def test_a_partition_of_a_relayed_link_reads_nothing_dropped_for_the_whole_proof(
+    faults, monkeypatch
+):
+    steps: list[str] = []
+    _partitioning(faults, monkeypatch, steps, dropped=0)
+    monkeypatch.setattr("peerlab.scenarios.faults.PARTITION_PROOF_S", 0.05)
+    fault = await faults.partition("peer1", "peer2")
+    assert steps.count("counted") > 1, steps
+    assert fault.proof.startswith("peer1/peer2: 0 packets dropped in "), fault.proof
 
 
 async def test_a_partition_whose_proof_fails_cancels_what_runs_during_it(faults, monkeypatch):
     steps: list[str] = []
-    _partitioning(faults, monkeypatch, steps, dropped=0)
+    _partitioning(faults, monkeypatch, steps, dropped=None)
     never = asyncio.Event()
     beside: list[asyncio.Task] = []
 
@@ -137,7 +161,7 @@ async def test_a_partition_whose_proof_fails_cancels_what_runs_during_it(faults,
         beside.append(asyncio.current_task())
         await never.wait()
 
-    with pytest.raises(RuntimeError, match="dropped nothing"):
+    with pytest.raises(RuntimeError, match="did not answer"):
         await faults.partition("peer1", "peer2", during=wait_forever)
     await asyncio.sleep(0)
     assert beside and beside[0].cancelled()
