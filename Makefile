@@ -151,8 +151,8 @@ lint: venv
 
 # The CI recipes users copy (examples/ci/): actionlint and check-jsonschema, installed into
 # build/tools on first use (Go module proxy, PyPI), reused afterwards.
-lint-ci:
-	@bash scripts/lint-ci.sh
+lint-ci: venv
+	@UV=$(abspath $(VENV))/bin/uv bash scripts/lint-ci.sh
 
 format: venv
 	$(PY) -m ruff format .

@@ -17,7 +17,10 @@
 #                               module proxy; Go >= 1.21 fetches the toolchain
 #                               actionlint needs by itself)
 #   $TOOLS_DIR/venv             a virtualenv with check-jsonschema and its pinned
-#                               dependencies (from PyPI); the project's .venv is untouched
+#                               dependencies (from PyPI, with uv when UV names it, else
+#                               pip); the project's .venv is untouched
+# Runs that start together (`make test` runs this beside the unit tests, which run it too)
+# take turns installing: a lock on $TOOLS_DIR/.install.lock.
 # actionlint runs shellcheck on `run:` scripts only when shellcheck is installed (and
 # pyflakes on Python `run:` scripts only when pyflakes is); otherwise those checks are
 # off and the script says so.
@@ -26,6 +29,8 @@
 #   TOOLS_DIR                  where the linters go (default: build/tools)
 #   GO                         the go command (default: go on PATH, else /usr/local/go/bin/go)
 #   PYTHON                     python >= 3.9 for the tool venv (default: python3)
+#   UV                         a uv executable to create the tool venv with (`make`
+#                              passes the project's: 1-2 s where pip takes ~9)
 #   ACTIONLINT_VERSION         1.7.12
 #   CHECK_JSONSCHEMA_VERSION   0.39.0 (the pins below are its closure for that version)
 set -euo pipefail
@@ -125,16 +130,25 @@ ensure_check_jsonschema() {
     if [[ -f $stamp && -x $CHECK_JSONSCHEMA ]]; then
         return
     fi
-    local out t0=$SECONDS
+    local out install t0=$SECONDS
     command -v "$PYTHON" >/dev/null || die "$PYTHON not found: check-jsonschema needs Python >= 3.9 (set PYTHON=/path/to/python3)"
-    log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION and its pinned dependencies from PyPI into $VENV (~5 s)..."
+    log "installing check-jsonschema $CHECK_JSONSCHEMA_VERSION and its pinned dependencies from PyPI into $VENV${UV:+ with uv}..."
     rm -rf "$VENV"
-    if ! out=$("$PYTHON" -m venv "$VENV" 2>&1); then
-        printf '%s\n' "$out" >&2
-        die "$PYTHON -m venv $VENV failed (output above; on Debian/Ubuntu install python3-venv)"
+    if [[ -n ${UV:-} ]]; then
+        out=$("$UV" venv --quiet --python "$PYTHON" "$VENV" 2>&1) || {
+            printf '%s\n' "$out" >&2
+            die "$UV venv $VENV failed (output above)"
+        }
+        install=("$UV" pip install --quiet --python "$VENV/bin/python")
+    else
+        out=$("$PYTHON" -m venv "$VENV" 2>&1) || {
+            printf '%s\n' "$out" >&2
+            die "$PYTHON -m venv $VENV failed (output above; on Debian/Ubuntu install python3-venv)"
+        }
+        install=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input)
     fi
     # shellcheck disable=SC2086  # one requirement per word
-    if ! out=$("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input $PINS 2>&1); then
+    if ! out=$("${install[@]}" $PINS 2>&1); then
         printf '%s\n' "$out" >&2
         rm -rf "$VENV"
         die "pip install check-jsonschema==$CHECK_JSONSCHEMA_VERSION failed (output above). Is PyPI (or your PIP_INDEX_URL) reachable?"
@@ -144,8 +158,12 @@ ensure_check_jsonschema() {
     log "check-jsonschema $CHECK_JSONSCHEMA_VERSION ready in $((SECONDS - t0)) s"
 }
 
+mkdir -p "$TOOLS_DIR"
+exec {install_lock}>"$TOOLS_DIR/.install.lock"
+flock "$install_lock"
 if ((${#GITHUB_FILES[@]})); then ensure_actionlint; fi
 ensure_check_jsonschema
+flock --unlock "$install_lock"
 
 FAILED=()
 run_linter() {

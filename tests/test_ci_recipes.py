@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,9 @@ TOOLS_PYTHON = TOOLS_DIR / "venv" / "bin" / "python"
 INSTALL_FAILED = 3  # lint-ci.sh's exit status when a linter cannot be installed
 
 
+UV = Path(sys.executable).parent / "uv"  # the project venv's, as `make lint-ci` passes it
+
+
 def lint(*args: str | Path) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         ["bash", str(LINT), *map(str, args)],
@@ -32,6 +36,7 @@ def lint(*args: str | Path) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=600,
         check=False,
+        env={**os.environ, "UV": str(UV)} if UV.exists() else None,
     )
     if result.returncode == INSTALL_FAILED:
         pytest.fail(f"scripts/lint-ci.sh could not install a linter:\n{result.stderr}")
