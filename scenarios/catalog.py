@@ -1,7 +1,8 @@
 """Every scenario `peerlab` can run, however it is written and wherever it lives: the
 built-in Python plans (scenarios/plans/*.py, listed in `PLANS`), the built-in YAML
 scenarios (scenarios/plans/*.yaml), and a user's file given by path — a Python plan
-module (docstring, `PEERS`, `async def run(lab)`, optional `TOPOLOGY` and `ENV`) or a YAML
+module (docstring, `PEERS`, `async def run(lab)`, optional `TOPOLOGY`, `ENV` and
+`BODY_S`) or a YAML
 scenario (docs/scenarios.md). All become one `Scenario`; loading one checks it before any
 container starts.
 """
@@ -43,6 +44,10 @@ class Scenario:
     profile: str | None = None
     """The profile the scenario asks for (YAML `profile:`); `--profile` overrides it."""
     spec: ScenarioSpec | None = None
+    body_s: float = 0.0
+    """About how long the body runs, in seconds: a plan's `BODY_S` (0 when it gives none),
+    a YAML scenario's workload. Runs waiting for a stack start longest first
+    (stack_slots.stack_weight)."""
 
 
 def from_module(module: ModuleType, origin: str, name: str) -> Scenario:
@@ -53,6 +58,7 @@ def from_module(module: ModuleType, origin: str, name: str) -> Scenario:
             ("a docstring", bool(module.__doc__ and module.__doc__.strip())),
             ("PEERS (an int >= 2)", isinstance(getattr(module, "PEERS", None), int)),
             ("async def run(lab)", inspect.iscoroutinefunction(getattr(module, "run", None))),
+            ("BODY_S, if given, a number of seconds >= 0", _seconds(getattr(module, "BODY_S", 0))),
         )
         if not ok
     ]
@@ -67,7 +73,12 @@ def from_module(module: ModuleType, origin: str, name: str) -> Scenario:
         run=module.run,
         topology=getattr(module, "TOPOLOGY", None),
         env=dict(getattr(module, "ENV", {})),
+        body_s=float(getattr(module, "BODY_S", 0)),
     )
+
+
+def _seconds(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def from_spec(spec: ScenarioSpec, origin: str) -> Scenario:
@@ -87,6 +98,7 @@ def from_spec(spec: ScenarioSpec, origin: str) -> Scenario:
         env=spec.env,
         profile=spec.profile,
         spec=spec,
+        body_s=spec.end,
     )
 
 

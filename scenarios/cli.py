@@ -88,15 +88,17 @@ def plan_cases(args: argparse.Namespace) -> list[tuple[catalog.Scenario, Profile
     return cases
 
 
-def heaviest_first(
+def longest_first(
     cases: list[tuple[catalog.Scenario, Profile | None]], peers: int | None
 ) -> list[int]:
-    """The order to start cases in, as indices: heaviest first (`stack_weight`), ties in
+    """The order to start cases in, as indices: longest first (`stack_weight`), ties in
     the listed order."""
 
     def weight(index: int) -> int:
+        scenario = cases[index][0]
         names, topology = case_topology(*cases[index], peers)
-        return stack_slots.stack_weight(len(names), len(parse_topology(topology, names).lans))
+        lans = parse_topology(topology, names).lans
+        return stack_slots.stack_weight(len(names), len(lans), scenario.body_s)
 
     return sorted(range(len(cases)), key=lambda index: -weight(index))
 
@@ -126,7 +128,7 @@ async def _run(args: argparse.Namespace, cases: list) -> int:
         _say_outcome(args, outcome)
         return outcome
 
-    order = heaviest_first(cases, args.peers)
+    order = longest_first(cases, args.peers)
     started = await asyncio.gather(*(run_case(*cases[i]) for i in order))
     outcomes = [outcome for _, outcome in sorted(zip(order, started, strict=True))]
     junit = args.junit or run_dir / "junit.xml"

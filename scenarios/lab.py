@@ -86,8 +86,11 @@ class Lab:
         project: str,
         env: dict[str, str] | None = None,
         topology: Mapping[str, Any] | None = None,
+        body_s: float = 0.0,
     ):
         self.scenario = scenario
+        self.body_s = body_s
+        """The scenario's estimate of its body, in seconds: stacks start longest first."""
         self.run_dir = run_dir
         self.peers = peer_names(peers)
         self.random = random.Random(seed)
@@ -123,6 +126,7 @@ class Lab:
         seed: int,
         env: dict[str, str] | None = None,
         topology: Mapping[str, Any] | None = None,
+        body_s: float = 0.0,
     ) -> Lab:
         """A lab whose Compose project name is unique to this run and scenario, and on
         the Docker host: runs of the same scenario started in the same second by two
@@ -131,7 +135,7 @@ class Lab:
         unique = f"peerlab-{run_dir.parent.name}-{run_dir.name}-{secrets.token_hex(2)}"
         project = re.sub(r"[^a-z0-9-]", "-", unique.lower())
         run_dir.mkdir(parents=True, exist_ok=True)
-        return cls(scenario, run_dir, peers, seed, project, env, topology)
+        return cls(scenario, run_dir, peers, seed, project, env, topology, body_s)
 
     async def __aenter__(self) -> Lab:
         # No cap on connections (aiohttp's default is 100 per session): a request waiting
@@ -143,7 +147,7 @@ class Lab:
         try:
             # Not part of the scenario's time: waiting for other runs' stacks to go, or
             # to finish starting.
-            weight = stack_slots.stack_weight(len(self.peers), len(self.topology.lans))
+            weight = stack_slots.stack_weight(len(self.peers), len(self.topology.lans), self.body_s)
             self._slot = await stack_slots.acquire(self.progress, weight)
             turn = await stack_slots.start_turn(self.progress, weight)
             self.phases["queued"] = time.monotonic() - queued

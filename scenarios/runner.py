@@ -93,7 +93,9 @@ async def run_scenario(
     started = time.monotonic()
     # A scenario's own agent settings, under the caller's.
     env = {**scenario.env, **(env or {})}
-    lab = Lab.open(name, folder, peers=peers, seed=seed, env=env, topology=topology)
+    lab = Lab.open(
+        name, folder, peers=peers, seed=seed, env=env, topology=topology, body_s=scenario.body_s
+    )
     error = details = ""
     try:
         async with lab, network_profile(lab, profile):

@@ -63,12 +63,18 @@ class StackSlot:
             self._fd = None
 
 
-def stack_weight(peers: int, routers: int) -> int:
-    """How heavy a stack is, to start the heaviest first: its containers, a router counting
-    for two (a network of its own to create and remove, a NAT to prove, and the scenarios
-    behind routers are the long ones). Started last, the longest runs would hold the end
-    of the run alone."""
-    return peers + 2 * routers
+SECONDS_PER_PEER = 2
+SECONDS_PER_ROUTER = 4
+"""What a stack's start and teardown take per agent, and per router (a network of its
+own to create and remove, a NAT to prove), about, on a 2-core machine under `make test`."""
+
+
+def stack_weight(peers: int, routers: int, body_s: float = 0.0) -> int:
+    """How long a stack lives, about, in seconds, to start the longest first: its body
+    (the scenario's estimate, 0 when unknown) plus its start and teardown. Started last,
+    the longest runs would hold the end of the run alone (in `make test`, a 15 s scenario
+    started last in its process held the end beside a 35 s one started late in another)."""
+    return round(body_s + SECONDS_PER_PEER * peers + SECONDS_PER_ROUTER * routers)
 
 
 async def acquire(
@@ -78,9 +84,9 @@ async def acquire(
     folder: Path | None = None,
 ) -> StackSlot:
     """Wait for a free slot, saying once that it waits and, when it got one, how long.
-    Waiters queue by weight, heaviest first, then by arrival, across processes: each holds
-    a ticket (a locked file named by its rank) while it waits, and only the first live
-    ticket tries the slots."""
+    Waiters queue by weight (stack_weight), longest first, then by arrival, across
+    processes: each holds a ticket (a locked file named by its rank) while it waits, and
+    only the first live ticket tries the slots."""
     limit = max_stacks() if limit is None else limit
     if limit == 0:
         return StackSlot(None)
@@ -94,7 +100,7 @@ async def start_turn(
     folder: Path | None = None,
     teardowns: Path | None = None,
 ) -> StackSlot:
-    """Wait until no other stack on this machine is starting (heaviest first, as slots)
+    """Wait until no other stack on this machine is starting (longest first, as slots)
     and none is being torn down; release the turn once the stack is up."""
     waiting = "waiting for another stack to finish starting"
     turn = await _queue(folder or lock_dir("stack-starts"), 1, weight, progress, waiting)
@@ -182,7 +188,7 @@ async def _poll(
 
 
 def _take_ticket(queue: Path, weight: int) -> tuple[Path, int]:
-    """A ticket whose name sorts heaviest first, then oldest."""
+    """A ticket whose name sorts longest first, then oldest."""
     rank = f"{MAX_WEIGHT - min(weight, MAX_WEIGHT):06d}-{time.time_ns()}-{os.getpid()}"
     return _locked_in(queue, f"{rank}-{next(_tickets)}")
 

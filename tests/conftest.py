@@ -1,4 +1,5 @@
-"""Shared fixtures: a real signaling server on port 0 and real agents connected to it."""
+"""Shared fixtures: a real signaling server on port 0 and real agents connected to it; the
+container tests' order."""
 
 from __future__ import annotations
 
@@ -16,6 +17,19 @@ SECRET = "test-secret"
 ROOM = "room1"
 
 AgentFactory = Callable[..., Awaitable[Agent]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Container tests longest first, by their marker's `stack_s` (the seconds of stack
+    they hold, as measured in `make test`); the rest keep their order. `make suite-check`'s
+    workers then take the long ones first, beside the scenarios: in file order, a 35 s
+    lab started 155 s into the container round and held its end alone."""
+
+    def stack_seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("containers")
+        return marker.kwargs.get("stack_s", 0.0) if marker else 0.0
+
+    items.sort(key=stack_seconds, reverse=True)
 
 
 @pytest.fixture

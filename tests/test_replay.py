@@ -281,7 +281,7 @@ def _peerlab(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.containers
+@pytest.mark.containers(stack_s=10)
 def test_a_failing_seeded_run_ends_with_its_replay_command_and_the_replay_reproduces_it(
     tmp_path,
 ):

@@ -336,7 +336,7 @@ def reliable(log: list[dict], kind: str) -> set[tuple[str, str]]:
     return ids
 
 
-@pytest.mark.containers
+@pytest.mark.containers(stack_s=15)
 def test_a_real_runs_report_draws_lanes_arrows_and_faults_in_a_browser(tmp_path):
     chromium = shutil.which("chromium")
     if chromium is None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from peerlab.scenarios import catalog
-from peerlab.scenarios.cli import heaviest_first, main
+from peerlab.scenarios.cli import longest_first, main
 from peerlab.scenarios.declarative import check_placement
 from peerlab.scenarios.profiles import load_profile, shipped_profiles
 from peerlab.scenarios.scenario_spec import load_scenario_spec
@@ -164,15 +164,27 @@ def test_peerlab_run_refuses_a_bad_file_before_starting_anything(tmp_path, capsy
     assert not (tmp_path / "results").exists()
 
 
-def test_the_heaviest_cases_start_first_and_ties_keep_their_order():
+def test_the_longest_cases_start_first_and_ties_keep_their_order():
     built_in = catalog.built_in()
     cases = [(built_in[name], None) for name in ("two_peers", "nat_matrix", "full_mesh")]
     cases.append((built_in["two_peers"], load_profile("4g")))  # two peers, two routers
     cases.append((built_in["receiver_restart"], None))
-    # nat_matrix: 12 peers and their routers; two_peers@4g: 2 + 2 * 2; full_mesh 3; the 2s.
-    assert heaviest_first(cases, None) == [1, 3, 2, 0, 4]
-    # --peers 4 makes the two-peer cases four-peer ones.
-    assert heaviest_first(cases, 4)[:2] == [1, 3]
+    cases.append((built_in["two_peers"], None))
+    # nat_matrix: 41 s of body, 12 peers and their routers; receiver_restart: a 12 s
+    # workload and 2 peers (16 s); two_peers@4g: 2 peers, 2 routers (12 s); full_mesh 3
+    # peers (6 s); two_peers 2 (4 s), twice, in the listed order.
+    assert longest_first(cases, None) == [1, 4, 3, 2, 0, 5]
+    # --peers 4 makes the two-peer cases four-peer ones: two_peers@4g 4 + 4 routers.
+    assert longest_first(cases, 4)[:3] == [1, 3, 4]
+
+
+def test_a_plans_body_estimate_is_read_and_a_bad_one_refused(tmp_path):
+    plan = '"""A plan."""\nPEERS = 2\nBODY_S = {}\nasync def run(lab):\n    pass\n'
+    assert catalog.load(str(write(tmp_path, plan.format(25), "long.py"))).body_s == 25.0
+    assert catalog.load(str(write(tmp_path, plan.replace("BODY_S = {}\n", ""), "x.py"))).body_s == 0
+    for bad in ("-1", "'soon'", "True"):
+        with pytest.raises(SpecError, match="needs BODY_S, if given, a number of seconds >= 0"):
+            catalog.load(str(write(tmp_path, plan.format(bad), "bad.py")))
 
 
 def test_peerlab_list_into_a_reader_that_stops_early_is_not_an_error():

@@ -68,7 +68,7 @@ async def test_a_slot_held_by_a_process_that_dies_is_free_again(tmp_path):
     (await asyncio.wait_for(waiter, 2)).release()
 
 
-async def test_the_heaviest_waiter_gets_the_next_slot_then_the_oldest(tmp_path):
+async def test_the_longest_waiter_gets_the_next_slot_then_the_oldest(tmp_path):
     held = await acquire(lambda _: None, limit=1, folder=tmp_path)
     got: list[str] = []
 

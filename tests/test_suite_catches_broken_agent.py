@@ -20,6 +20,7 @@ pytestmark = pytest.mark.containers
 RELIABLE = {"text", "edit", "delete", "reaction"}
 
 
+@pytest.mark.containers(stack_s=14)
 async def test_an_agent_that_never_acks_fails_two_peers_naming_the_acks(tmp_path):
     outcome = await run_scenario(
         catalog.load("two_peers"), tmp_path, env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["no-acks"]}
@@ -33,6 +34,7 @@ async def test_an_agent_that_never_acks_fails_two_peers_naming_the_acks(tmp_path
     assert verdict["valid"] is False and verdict["counts"]["never_acked"] == 10, verdict
 
 
+@pytest.mark.containers(stack_s=35)
 async def test_an_agent_that_delivers_retransmitted_copies_fails_the_lossy_path(tmp_path):
     outcome = await run_scenario(
         catalog.load("lossy_data_path"),

@@ -11,6 +11,7 @@ import statistics
 from peerlab.scenarios.lab import Lab
 
 PEERS = 3
+BODY_S = 16  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}
 UPLINK_TRACE = "cellular-3g-bursty.trace"
 DOWNLINK_TRACE = "cellular-lte-walk.trace"

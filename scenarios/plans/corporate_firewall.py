@@ -7,6 +7,7 @@ from __future__ import annotations
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+BODY_S = 6  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "udp-blocked"}, "peer2": {"nat": "port-restricted"}}}
 
 

@@ -16,6 +16,7 @@ import asyncio
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+BODY_S = 14  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "full-cone"}}}
 IN_FLIGHT = 20
 ACKS_CUT = 5

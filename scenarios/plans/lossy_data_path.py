@@ -10,6 +10,7 @@ import asyncio
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+BODY_S = 31  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}
 ENV = {"RETRANSMIT_AFTER": "0.3"}
 """An eager retransmission timer, so that copies of delivered messages (whose ack was

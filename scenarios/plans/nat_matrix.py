@@ -28,6 +28,7 @@ from peerlab.scenarios.nat_matrix import (
 
 NATS = matrix_peers()
 PEERS = len(NATS)
+BODY_S = 41  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = matrix_topology(NATS)
 CONNECT_TIMEOUT = 20.0
 """Pairs that connect do so in a few seconds (udp-blocked waits out STUN first)."""

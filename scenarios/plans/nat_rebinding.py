@@ -8,6 +8,7 @@ import asyncio
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+BODY_S = 10  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}}}
 
 

@@ -12,6 +12,7 @@ import time
 from peerlab.scenarios.lab import Lab
 
 PEERS = 2
+BODY_S = 26  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "full-cone"}}}
 PARTITION_S = 10.0
 DETECTION_LIMIT = 3.0

@@ -11,6 +11,7 @@ import time
 from peerlab.scenarios.lab import Lab
 
 PEERS = 3
+BODY_S = 7  # seconds its body takes in `make test`: runs start longest first
 DETECTION_LIMIT = 3.0
 
 

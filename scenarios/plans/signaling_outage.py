@@ -9,6 +9,7 @@ import asyncio
 from peerlab.scenarios.lab import Lab
 
 PEERS = 3
+BODY_S = 5  # seconds its body takes in `make test`: runs start longest first
 
 
 async def run(lab: Lab) -> None:
