@@ -134,10 +134,13 @@ chromium:
 # real browser, and the built wheel must work installed: the tests marked `containers`.
 # Niced: its host-side work (a wheel, a fresh venv, Chromium) would otherwise take the CPU
 # from every container of the stacks running beside it (see `test`).
+# The tests go out longest first (tests/conftest.py), two to each worker, then the next to
+# whichever runs low (`--dist load`): split into halves up front (worksteal), one worker
+# ran the four long ones one after another, and the last ended the container round alone.
 SUITE_CHECK_JOBS ?= 2
 SUITE_CHECK_MARK ?= containers
 suite-check: venv images chromium
-	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist worksteal \
+	nice -n 10 $(PY) -m pytest -m "$(SUITE_CHECK_MARK)" -n $(SUITE_CHECK_JOBS) --dist load \
 		--junitxml=$(RESULTS)/junit-suite-check.xml
 
 # PeerLab as a user installs it: the built wheel in a fresh virtual environment builds the

@@ -6,6 +6,7 @@ the same anomalies on its own (check.json). Needs Docker and the images
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
@@ -13,6 +14,7 @@ import pytest
 
 from peerlab.scenarios import catalog
 from peerlab.scenarios.cli import BROKEN_AGENTS
+from peerlab.scenarios.plans import two_peers as two_peers_plan
 from peerlab.scenarios.runner import run_scenario
 
 pytestmark = pytest.mark.containers
@@ -22,8 +24,12 @@ RELIABLE = {"text", "edit", "delete", "reaction"}
 
 @pytest.mark.containers(stack_s=14)
 async def test_an_agent_that_never_acks_fails_two_peers_naming_the_acks(tmp_path):
+    # It waits out the plan's ACK_WAIT for acks that never come: a body that long, for the
+    # order in which waiting stacks start (stack_slots.stack_weight).
+    two_peers = catalog.load("two_peers")
+    two_peers = dataclasses.replace(two_peers, body_s=two_peers_plan.ACK_WAIT)
     outcome = await run_scenario(
-        catalog.load("two_peers"), tmp_path, env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["no-acks"]}
+        two_peers, tmp_path, env={"PEERLAB_PEER_MODULE": BROKEN_AGENTS["no-acks"]}
     )
     assert not outcome.passed
     assert "peer1 → peer2: 5 of 5 messages were never acked: text " in outcome.error
