@@ -173,8 +173,11 @@ class PeerConnectionManager:
         await self._teardown(link, P2PConnectionState.CLOSED)
 
     async def close(self) -> None:
+        """Say bye on every link and start closing them (wait_closed waits for that)."""
         self._closing = True
         await asyncio.gather(*(self.disconnect(r, "shutdown") for r in list(self._links)))
+
+    async def wait_closed(self) -> None:
         if self._closing_pcs:
             # Bounded: a TURN deallocation into a dead network waits out its transaction.
             await asyncio.wait(self._closing_pcs, timeout=PC_CLOSE_GRACE)
