@@ -1,10 +1,9 @@
 """Every scenario `peerlab` can run, however it is written and wherever it lives: the
 built-in Python plans (scenarios/plans/*.py, listed in `PLANS`), the built-in YAML
 scenarios (scenarios/plans/*.yaml), and a user's file given by path — a Python plan
-module (docstring, `PEERS`, `async def run(lab)`, optional `TOPOLOGY`, `ENV` and
-`BODY_S`) or a YAML
-scenario (docs/scenarios.md). All become one `Scenario`; loading one checks it before any
-container starts.
+module (docstring, `PEERS`, `async def run(lab)`, optional `TOPOLOGY`, `ENV` and `BODY_S`)
+or a YAML scenario (docs/scenarios.md). All become one `Scenario`; loading one checks it
+before any container starts.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@
 #                               dependencies (from PyPI, with uv when UV names it, else
 #                               pip); the project's .venv is untouched
 # Runs that start together (`make test` runs this beside the unit tests, which run it too)
-# take turns installing: a lock on $TOOLS_DIR/.install.lock.
+# take turns installing: a lock on $TOOLS_DIR/.install.lock (where flock(1) exists).
 # actionlint runs shellcheck on `run:` scripts only when shellcheck is installed (and
 # pyflakes on Python `run:` scripts only when pyflakes is); otherwise those checks are
 # off and the script says so.
@@ -151,7 +151,7 @@ ensure_check_jsonschema() {
     if ! out=$("${install[@]}" $PINS 2>&1); then
         printf '%s\n' "$out" >&2
         rm -rf "$VENV"
-        die "pip install check-jsonschema==$CHECK_JSONSCHEMA_VERSION failed (output above). Is PyPI (or your PIP_INDEX_URL) reachable?"
+        die "installing check-jsonschema==$CHECK_JSONSCHEMA_VERSION failed (output above). Is PyPI (or your PIP_INDEX_URL) reachable?"
     fi
     "$CHECK_JSONSCHEMA" --version >/dev/null || die "$CHECK_JSONSCHEMA does not run"
     touch "$stamp"
@@ -160,10 +160,10 @@ ensure_check_jsonschema() {
 
 mkdir -p "$TOOLS_DIR"
 exec {install_lock}>"$TOOLS_DIR/.install.lock"
-flock "$install_lock"
+if command -v flock >/dev/null; then flock "$install_lock"; fi
 if ((${#GITHUB_FILES[@]})); then ensure_actionlint; fi
 ensure_check_jsonschema
-flock --unlock "$install_lock"
+exec {install_lock}>&-
 
 FAILED=()
 run_linter() {

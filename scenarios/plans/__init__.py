@@ -1,6 +1,6 @@
 """The scenario scripts. Each module has a docstring (what it proves), `PEERS` (the fewest
 peers it needs), optionally `TOPOLOGY` (where each peer sits: docs/stack.md) and `BODY_S`
-(about how long the body runs here: the longest start first) and `async def run(lab)`;
+(about how long the body runs here: the longest start first), and `async def run(lab)`;
 `PLANS` lists them in the order `all` reports them."""
 
 from __future__ import annotations
