@@ -4,6 +4,7 @@ SIGKILL followed by `peerlab clean`."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from peerlab.scenarios import stack_slots
 from peerlab.scenarios.cleanup import clean, live_runs, run_of, select, select_rules, total
 from peerlab.scenarios.host_conntrack import delete_script, rule_tag, tag_pattern
 from peerlab.scenarios.stack import labels_override
@@ -130,26 +132,33 @@ def _names(label: str) -> list[str]:
 
 
 _running: list[subprocess.Popen] = []
+_slots: list[stack_slots.StackSlot] = []
 
 
 @pytest.fixture(autouse=True)
 def _no_run_outlives_its_test():
     """A test that fails before it signals its run must not leave the run going (one of
-    them sleeps 600 s in a lab): SIGTERM, which tears the stack down, then wait."""
+    them sleeps 600 s in a lab): SIGTERM, which tears the stack down, then wait. The
+    test's stack slot goes last, once nothing of its run is left."""
     yield
     while _running:
         process = _running.pop()
         if process.poll() is None:
             process.terminate()
             process.wait(120)
+    while _slots:
+        _slots.pop().release()
 
 
 class Started:
-    """A PeerLab command in a subprocess, its output collected as it comes. Not held to
-    PEERLAB_MAX_STACKS (make test sets it): these tests signal a run at a given phase of
-    its stack, and a run waiting for a slot would be in none of them."""
+    """A PeerLab command in a subprocess, its output collected as it comes. The test holds
+    a stack slot for it (PEERLAB_MAX_STACKS, which make test sets) until the test ends, and
+    the subprocess runs without the limit: these tests signal a run at a given phase of its
+    stack, and a run waiting for a slot would be in none of them. Without the test's slot,
+    these stacks ran beside make test's three, a fourth beside the fault proofs."""
 
     def __init__(self, command: list[str]):
+        _slots.append(asyncio.run(stack_slots.acquire(print, stack_slots.stack_weight(2, 0))))
         env = {name: value for name, value in os.environ.items() if name != MAX_STACKS_ENV}
         self.process = subprocess.Popen(
             command,
