@@ -271,9 +271,9 @@ class Faults:
 
         `during` runs as soon as the cut is in place, beside its proof, which takes up to
         PARTITION_PROOF_S (less once the rule has dropped a packet) and up to 9 s more
-        under load: what must happen right after the cut (messages
-        sent over a half-cut path before the sender's transport stalls) cannot wait for
-        the proof. The partition returns once both are done."""
+        under load: what must happen right after the cut (messages sent over a half-cut
+        path before the sender's transport stalls) cannot wait for the proof. The
+        partition returns once both are done."""
         near, far, router_direction = self._partition_ends(a, b, direction)
         fault = Fault("partition", f"{a}/{b}", {"a": a, "b": b, "direction": direction})
         address = await self.public_address(far)
