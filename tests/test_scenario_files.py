@@ -172,7 +172,7 @@ def test_the_longest_cases_start_first_and_ties_keep_their_order():
     cases.append((built_in["two_peers"], None))
     # nat_matrix: 41 s of body, 12 peers and their routers; receiver_restart: a 12 s
     # workload and 2 peers (16 s); two_peers@4g: 2 peers, 2 routers (12 s); full_mesh 3
-    # peers (6 s); two_peers 2 (4 s), twice, in the listed order.
+    # peers, 1 router (10 s); two_peers 2 (4 s), twice, in the listed order.
     assert longest_first(cases, None) == [1, 4, 3, 2, 0, 5]
     # --peers 4 makes the two-peer cases four-peer ones: two_peers@4g 4 + 4 routers.
     assert longest_first(cases, 4)[:3] == [1, 3, 4]
