@@ -14,6 +14,7 @@ from typing import Any
 from peerlab.router.probe import percentile
 from peerlab.scenarios.checks import DeliveryReport
 from peerlab.scenarios.lab import Lab
+from peerlab.scenarios.nat_matrix import without_turn
 from peerlab.scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
 from peerlab.scenarios.spec_files import SpecError
 from peerlab.scenarios.topology import Topology
@@ -22,8 +23,17 @@ EMOJI = "👍"
 
 
 def check_placement(spec: ScenarioSpec, topology: Topology) -> None:
-    """Faults that need a router need their peer behind one (in this run's topology,
-    after the profile): SpecError naming the fault's line, before anything runs."""
+    """Faults that need a router need their peer behind one, and links opened without
+    TURN (`turn: false`) need NATs that let them connect directly (in this run's
+    topology, after the profile): SpecError before anything runs, naming the fault's line
+    or the link."""
+    if not spec.turn:
+        for a, b in spec.connect:
+            if (why := without_turn(topology, a, b)) is not None:
+                raise SpecError(
+                    f"{spec.source}: turn: false, but in this topology (with the profile) "
+                    f"{why}: allow TURN, or place them behind NATs that connect directly"
+                )
     for i, fault in enumerate(spec.faults):
         kind, args = fault.kind, fault.args
         if kind in ("partition", "flap"):

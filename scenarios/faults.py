@@ -25,8 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from peerlab.router.nfqueue import load_trace
 from peerlab.router.shaper import LinkFaults, Trace
-from peerlab.scenarios.fault_proof import FaultNotApplied, expected_effect, judge, judge_untouched
+from peerlab.scenarios.fault_proof import (
+    Effect,
+    FaultNotApplied,
+    expected_effect,
+    judge,
+    judge_untouched,
+)
 from peerlab.scenarios.probe import ProbeResult, stun_probe
+from peerlab.scenarios.probe_turns import ProbeTurns
 from peerlab.scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
 
 if TYPE_CHECKING:
@@ -84,6 +91,8 @@ class Faults:
         """Peer → its round trip before its link was first shaped: what shaping is proven by."""
         self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
         """LAN → direction → the link faults now on its router."""
+        self.turns = ProbeTurns()
+        """The proofs' probes take turns with a flapping profile's cuts."""
 
     # ---- shaping ----
 
@@ -467,9 +476,10 @@ class Faults:
 
     async def _probe(self, peer: str, count: int = PROOF_PROBES) -> ProbeResult:
         server = stun_addresses(self._lab.stack.prefix)[0]
-        return await stun_probe(
-            self._lab.containers, peer, server, count=count, interval=PROOF_INTERVAL
-        )
+        async with self.turns.probe():
+            return await stun_probe(
+                self._lab.containers, peer, server, count=count, interval=PROOF_INTERVAL
+            )
 
     async def _take_baselines(self, peers: Sequence[str]) -> None:
         """Probe the peers (in parallel) just before a fault."""
@@ -490,8 +500,16 @@ class Faults:
         now = await asyncio.gather(*(self._probe(p, count=40) for p in peers))
         cause = f"{fault.kind} {fault.target}"
         return "; ".join(
-            judge_untouched(p, self._baseline[p], n, cause) for p, n in zip(peers, now, strict=True)
+            judge_untouched(p, self._baseline[p], n, cause, self._own_shaping(p))
+            for p, n in zip(peers, now, strict=True)
         )
+
+    def _own_shaping(self, peer: str) -> Effect:
+        """What the faults on `peer`'s own router (a network profile's) do to its round
+        trip anyway: none for a peer on the internet or behind an unshaped router."""
+        lan = self._lab.topology.lan_of(peer)
+        links = self._shaped.get(lan.name) if lan is not None else None
+        return expected_effect(links["up"], links["down"]) if links else Effect()
 
     @contextlib.asynccontextmanager
     async def _failing(self, fault: Fault) -> AsyncIterator[None]:

@@ -36,6 +36,7 @@ from peerlab.scenarios.faults import Faults
 from peerlab.scenarios.history import History
 from peerlab.scenarios.host_conntrack import HostConntrackExemption
 from peerlab.scenarios.nat_check import verify_nats
+from peerlab.scenarios.nat_matrix import without_turn
 from peerlab.scenarios.readiness import Probe, wait_ready
 from peerlab.scenarios.router_client import RouterClient
 from peerlab.scenarios.stack import (
@@ -285,8 +286,15 @@ class Lab:
     # ---- acting through agents ----
 
     async def connect(self, a: str, b: str, **options: Any) -> dict[str, Any]:
-        """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect)."""
-        link = await self.agents[a].connect(b, **options)
+        """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect).
+        A link without TURN that fails between NATs that cannot connect directly says so."""
+        try:
+            link = await self.agents[a].connect(b, **options)
+        except AgentError as exc:
+            why = None if options.get("turn", True) else without_turn(self.topology, a, b)
+            if why is None:
+                raise
+            raise AgentError(f"{exc}: as expected without TURN, {why}") from exc
         self.counters.links.add(tuple(sorted((a, b))))
         pair = link.get("candidate_pair") or {}
         kinds = "→".join(pair.get(end, {}).get("type", "?") for end in ("local", "remote"))

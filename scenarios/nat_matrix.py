@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from peerlab.scenarios.topology import NAT_TYPES
+from peerlab.scenarios.topology import NAT_TYPES, Topology
 
 ENDPOINT_INDEPENDENT = ("full-cone", "address-restricted", "port-restricted")
 """NATs whose mapping does not depend on the destination (RFC 4787 EIM)."""
@@ -63,6 +63,20 @@ def expected_outcome(a: str, b: str, *, turn: bool, same_lan: bool = False) -> O
     if _direct_works(a, b):
         return Outcome(True, "srflx")
     return Outcome(True, "relay") if turn else Outcome(False, "-")
+
+
+def without_turn(topology: Topology, a: str, b: str) -> str | None:
+    """Why peers `a` and `b` of this topology cannot connect without a TURN relay, or
+    None when theory says they can."""
+    lan = topology.lan_of(a)
+    same_lan = lan is not None and lan is topology.lan_of(b)
+    nat_a, nat_b = topology.nat_of(a), topology.nat_of(b)
+    if expected_outcome(nat_a, nat_b, turn=False, same_lan=same_lan).connected:
+        return None
+    return (
+        f"{a} ({nat_a}) and {b} ({nat_b}) cannot connect without a TURN relay "
+        "(RFC 4787; the NAT table in docs/stack.md)"
+    )
 
 
 def measured_route(pairs: list[Mapping[str, Any] | None]) -> Outcome:

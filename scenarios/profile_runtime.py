@@ -1,7 +1,8 @@
 """Puts a network profile (scenarios/profiles.py) in place on a running lab: every peer
 behind a router gets the profile's link faults (through `lab.faults.shape`, so each is
 proven and recorded like any fault), and a flapping profile cuts every such peer's access
-link for `down` s every `down + up` s while the scenario runs.
+link for `down` s every `down + up` s while the scenario runs; a cut waits for the fault
+proofs' probes under way (scenarios/probe_turns.py).
 
 A flap cut is total loss on both directions of the peer's router (the shaper), so it also
 cuts STUN and TURN over UDP, as a radio dropping out would. Each cut is recorded in the
@@ -51,7 +52,9 @@ async def _flap(lab: Lab, profile: Profile, peers: list[str]) -> None:
     while True:
         await asyncio.sleep(up_s)
         cycle += 1
-        await asyncio.gather(*(_cut(lab, profile, peer, cycle, down_s) for peer in peers))
+        # Never while a fault's proof measures a link: it would measure the cut.
+        async with lab.faults.turns.cut():
+            await asyncio.gather(*(_cut(lab, profile, peer, cycle, down_s) for peer in peers))
 
 
 async def _cut(lab: Lab, profile: Profile, peer: str, cycle: int, down_s: float) -> None:

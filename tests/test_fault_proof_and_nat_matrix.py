@@ -3,8 +3,11 @@ and the NAT matrix theory."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from peerlab.router.shaper import LinkFaults, LinkShaper
 from peerlab.scenarios.fault_proof import (
     FaultNotApplied,
     expected_effect,
@@ -12,6 +15,7 @@ from peerlab.scenarios.fault_proof import (
     judge_untouched,
     link_loss,
 )
+from peerlab.scenarios.faults import PROOF_INTERVAL, PROOF_PROBES
 from peerlab.scenarios.nat_check import NatMismatch, judge_hairpin
 from peerlab.scenarios.nat_matrix import (
     Row,
@@ -20,8 +24,11 @@ from peerlab.scenarios.nat_matrix import (
     matrix_peers,
     matrix_topology,
     measured_route,
+    without_turn,
 )
 from peerlab.scenarios.probe import ProbeResult
+from peerlab.scenarios.profiles import load_profile, shipped_profiles
+from peerlab.scenarios.topology import parse_topology
 
 
 def probe(p50, lost=0, sent=200, duplicates=0, reordered=0, fastest=None):
@@ -170,3 +177,71 @@ def test_hairpin_proof_fails_naming_what_was_asked_and_seen(asked, nat, changes,
     with pytest.raises(NatMismatch) as caught:
         judge_hairpin("peer1", asked, nat, {**HAIRPINNED, **changes})
     assert complaint in str(caught.value)
+
+
+def test_untouched_allows_the_jitter_and_loss_of_the_peers_own_link_and_no_more():
+    three_g = expected_effect(load_profile("3g").up, load_profile("3g").down)  # ± 20 each way
+    jittered = probe(70.0, sent=40, fastest=34.0 + 40.0)
+    judge_untouched("peer1", probe(40.0, fastest=34.0), jittered, "partition", three_g)
+    with pytest.raises(FaultNotApplied, match=r"limits \+15 ms and 10% lost"):
+        judge_untouched("peer1", probe(40.0, fastest=34.0), jittered, "partition")
+    with pytest.raises(FaultNotApplied, match=r"limits \+55 ms"):
+        leak = probe(100.0, sent=40, fastest=34.0 + 56.0)
+        judge_untouched("peer1", probe(40.0, fastest=34.0), leak, "partition", three_g)
+    lossy = expected_effect(load_profile("lossy").up, load_profile("lossy").down)  # 19 %
+    judge_untouched("peer1", probe(20.0), probe(20.0, sent=40, lost=8), "partition", lossy)
+    with pytest.raises(FaultNotApplied, match="its STUN probe got no answer"):
+        judge_untouched("peer1", probe(20.0), probe(None, sent=40, lost=40), "partition", lossy)
+    with pytest.raises(FaultNotApplied, match="lost 20/40"):
+        judge_untouched("peer1", probe(20.0), probe(20.0, sent=40, lost=20), "partition", lossy)
+
+
+def _probe_through(up: LinkShaper, down: LinkShaper, start: float, count: int) -> ProbeResult:
+    """A STUN probe's round trips through a router's two shapers: requests every
+    PROOF_INTERVAL from `start`, answers at once."""
+    rtts = []
+    for number in range(count):
+        sent = start + number * PROOF_INTERVAL
+        request = up.on_packet(sent, 62)
+        answer = down.on_packet(request[0], 74) if request else []
+        if answer:
+            rtts.append((answer[0] - sent) * 1000)
+    fastest = min(rtts) if rtts else None
+    return ProbeResult(
+        "peer1", count, len(rtts), count - len(rtts), 0, 0, fastest, None, None, fastest
+    )
+
+
+@pytest.mark.parametrize("name", shipped_profiles())
+def test_a_profiles_own_jitter_and_loss_never_read_as_a_touched_bystander(name):
+    # A bystander behind a profile's link, nothing else touching it: the baseline as the
+    # lab takes it (PROOF_PROBES), then the untouched check's 40 probes, through the
+    # shaper itself, seeded. With a bare 15 ms and 10 %, `3g` failed 14 % of these
+    # and `lossy` 90 %.
+    profile = load_profile(name)
+    up, down = LinkFaults.from_json(profile.up), LinkFaults.from_json(profile.down)
+    own = expected_effect(profile.up, profile.down)
+    rng = random.Random(name)
+    for _ in range(300):
+        up_shaper = LinkShaper(up, rng.randrange(1 << 30))
+        down_shaper = LinkShaper(down, rng.randrange(1 << 30))
+        baseline = _probe_through(up_shaper, down_shaper, 0.0, PROOF_PROBES)
+        now = _probe_through(up_shaper, down_shaper, 5.0, 40)
+        judge_untouched("peer1", baseline, now, "partition", own)
+
+
+def test_without_turn_names_the_pairs_theory_says_cannot_connect_directly():
+    topology = parse_topology(
+        {
+            "lans": {"home": {"nat": "symmetric"}},
+            "peers": {"peer1": "home", "peer2": "home", "peer3": {"nat": "port-restricted"}},
+        },
+        ["peer1", "peer2", "peer3", "peer4"],
+    )
+    assert without_turn(topology, "peer1", "peer2") is None  # one LAN: host candidates
+    assert without_turn(topology, "peer1", "peer4") is None  # peer4 on the internet
+    assert without_turn(topology, "peer3", "peer4") is None
+    assert without_turn(topology, "peer1", "peer3") == (
+        "peer1 (symmetric) and peer3 (port-restricted) cannot connect without a TURN relay "
+        "(RFC 4787; the NAT table in docs/stack.md)"
+    )

@@ -1,14 +1,19 @@
-"""The harness's pure parts: delivery checks, the extra-peers override, JUnit and summary."""
+"""The harness's pure parts: delivery checks, the extra-peers override, JUnit and summary,
+what a failed link without TURN says."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from types import SimpleNamespace
 
 import pytest
 
+from peerlab.scenarios.agent_client import AgentError
 from peerlab.scenarios.checks import assert_delivered, delivery_report
+from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.runner import Outcome, _phases, summary_table, write_junit
 from peerlab.scenarios.stack import extra_peers_override, peer_names
+from peerlab.scenarios.topology import parse_topology
 
 
 def _message(i: int, conversation: str = "c", type: str = "text") -> dict:
@@ -127,3 +132,27 @@ def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):
     assert rows["two_peers"][-2:] == ["42ms", "88ms"]
     assert rows["peer_killed"][-2:] == ["-", "-"]
     assert f"evidence kept in {tmp_path / 'peer_killed'}" in table
+
+
+class _RefusingAgent:
+    async def connect(self, remote: str, **options):
+        raise AgentError(f"peer1: could not connect to {remote} within 30s")
+
+
+async def test_a_failed_link_without_turn_between_incompatible_nats_says_why():
+    topology = parse_topology(
+        {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "symmetric"}}},
+        ["peer1", "peer2", "peer3"],
+    )
+    lab = SimpleNamespace(agents={"peer1": _RefusingAgent()}, topology=topology)
+    with pytest.raises(AgentError) as caught:
+        await Lab.connect(lab, "peer1", "peer2", turn=False)
+    assert str(caught.value) == (
+        "peer1: could not connect to peer2 within 30s: as expected without TURN, peer1 "
+        "(port-restricted) and peer2 (symmetric) cannot connect without a TURN relay "
+        "(RFC 4787; the NAT table in docs/stack.md)"
+    )
+    for remote, options in (("peer2", {}), ("peer3", {"turn": False})):  # TURN; no NAT
+        with pytest.raises(AgentError) as caught:
+            await Lab.connect(lab, "peer1", remote, **options)
+        assert str(caught.value) == f"peer1: could not connect to {remote} within 30s"

@@ -102,6 +102,29 @@ def test_faults_needing_a_router_are_checked_against_the_topology_with_the_profi
     check_placement(spec, parse_topology(wifi.topology(None, peers), peers))
 
 
+def test_links_without_turn_are_checked_against_the_nats_of_the_profile(tmp_path, capsys):
+    no_turn = write(tmp_path, GOOD + "turn: false\n")
+    spec = load_scenario_spec(no_turn)
+    peers = ["peer1", "peer2"]
+    check_placement(spec, parse_topology(load_profile("4g").topology(spec.topology, peers), peers))
+    three_g = load_profile("3g").topology(spec.topology, peers)  # peer2 behind a symmetric NAT
+    with pytest.raises(SpecError) as refused:
+        check_placement(spec, parse_topology(three_g, peers))
+    assert str(refused.value) == (
+        f"{no_turn}: turn: false, but in this topology (with the profile) peer1 "
+        "(port-restricted) and peer2 (symmetric) cannot connect without a TURN relay "
+        "(RFC 4787; the NAT table in docs/stack.md): allow TURN, or place them behind NATs "
+        "that connect directly"
+    )
+    with_turn = load_scenario_spec(write(tmp_path, GOOD, "turn.yaml"))
+    check_placement(with_turn, parse_topology(three_g, peers))
+    with pytest.raises(SystemExit) as exited:
+        main(["run", str(no_turn), "--profile", "wifi,3g", "--results", str(tmp_path / "r")])
+    assert exited.value.code == 2
+    assert "peer2 (symmetric) cannot connect without a TURN relay" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_every_shipped_profile_loads_and_says_its_figures():
     names = shipped_profiles()
     expected = {"lan", "wifi", "4g", "3g", "satellite", "lossy", "flapping", "corporate", "cgnat"}
