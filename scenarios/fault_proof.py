@@ -156,6 +156,45 @@ def judge(
     return f"{what}: {asked.describe()} took effect — {'; '.join(seen)}"
 
 
+def judge_firewalled(
+    what: str, up: Mapping[str, Any], sent: int, counted: Mapping[str, int]
+) -> str:
+    """The proof line for the link of a peer behind a UDP-blocking firewall, or
+    FaultNotApplied. The probe's requests cross the router's up shaper before the firewall
+    drops them, and no answer ever comes back: so the up direction is judged from what the
+    shaper counted during the probe (`counted`: seen, dropped, delayed, reordered), and
+    the down direction cannot be measured (TCP, which the firewall lets out, carries no
+    STUN probe)."""
+    seen, dropped = counted["seen"], counted["dropped"]
+    facts = [f"the up shaper saw {seen} packets for {sent} requests, dropped {dropped}"]
+    problems = []
+    if seen < sent:
+        problems.append(f"only {seen} of {sent} requests reached the shaper")
+    if up.get("delay_ms"):
+        facts.append(f"delayed {counted['delayed']}")
+        if counted["delayed"] < seen - dropped:
+            problems.append(f"{seen - dropped - counted['delayed']} packets left undelayed")
+    if loss := link_loss(up):
+        share = dropped / seen if seen else 0.0
+        tolerance = _share_tolerance(loss, seen)
+        facts.append(f"dropped {share:.1%} (expected {loss:.1%} ± {tolerance:.1%})")
+        if abs(share - loss) > tolerance:
+            problems.append(f"dropped {share:.1%}")
+    if up.get("reorder") and up["reorder"] * seen >= 5:
+        facts.append(f"reordered {counted['reordered']}")
+        if not counted["reordered"]:
+            problems.append("nothing reordered")
+    if problems:
+        raise FaultNotApplied(
+            f"{what}: asked for {expected_effect(up, {}).describe()} up, but "
+            f"{'; '.join(problems)} ({'; '.join(facts)})"
+        )
+    return (
+        f"{what}: up took effect by the shaper's own counts — {'; '.join(facts)}; down not "
+        "measured (no UDP answer crosses a UDP-blocking firewall)"
+    )
+
+
 def _ms(value: float | None) -> str:
     return "no answer" if value is None else f"{value:.1f} ms"
 

@@ -30,8 +30,10 @@ from peerlab.scenarios.fault_proof import (
     FaultNotApplied,
     expected_effect,
     judge,
+    judge_firewalled,
     judge_untouched,
 )
+from peerlab.scenarios.nat_matrix import without_turn
 from peerlab.scenarios.probe import ProbeResult, stun_probe
 from peerlab.scenarios.probe_turns import ProbeTurns
 from peerlab.scenarios.topology import ONE_HOST_NATS, Lan, router_lan, stun_addresses
@@ -87,8 +89,9 @@ class Faults:
         """Peer → its STUN round trip just before the current fault: what "untouched"
         compares with. Measured afresh for each fault, so that both sides of the comparison
         see the same traffic (a workload filling a shaped link moves its round trip)."""
-        self._unshaped: dict[str, ProbeResult] = {}
-        """Peer → its round trip before its link was first shaped: what shaping is proven by."""
+        self._unshaped: dict[str, ProbeResult | None] = {}
+        """Peer → its round trip before its link was first shaped: what shaping is proven by
+        (None behind a UDP-blocking firewall, whose link is proven by the shaper's counts)."""
         self._shaped: dict[str, dict[str, dict[str, Any]]] = {}
         """LAN → direction → the link faults now on its router."""
         self.turns = ProbeTurns()
@@ -128,7 +131,7 @@ class Faults:
         fresh = [target for target in targets if target not in self._unshaped]
         await self._take_baselines([*fresh, *bystanders])
         for target in fresh:
-            self._unshaped[target] = self._baseline[target]
+            self._unshaped[target] = self._baseline.get(target)
         faults = [Fault("shape", target, {"up": up, "down": down}) for target in targets]
         for fault in faults:
             await self._invoke(fault)
@@ -176,7 +179,7 @@ class Faults:
         fault: Fault,
         lan: Lan,
         per_direction: dict[str, dict[str, Any]],
-        before: ProbeResult,
+        before: ProbeResult | None,
         label: str,
     ) -> str:
         """Probe the shaped link of `fault.target` and judge it against `before`, the link
@@ -184,9 +187,20 @@ class Faults:
         router = self._lab.routers[lan.name]
         counted = await router.counters()
         after = await self._probe(fault.target)
-        queued = _queued(counted, await router.counters(), per_direction)
+        now = await router.counters()
         links = self._shaped[lan.name]
         what = f"{fault.target}'s {label} link (router {lan.name})"
+        if lan.nat == "udp-blocked":
+            if now["up"]["backend"] != "nfqueue":
+                return (
+                    f"{what}: not measured (no UDP answer crosses a UDP-blocking firewall, "
+                    f"and the {now['up']['backend']} backend keeps no counts the lab reads)"
+                )
+            counts = ("seen", "dropped", "delayed", "reordered")
+            up = {key: now["up"][key] - counted["up"][key] for key in counts}
+            return judge_firewalled(what, links["up"], after.sent, up)
+        assert before is not None  # every peer but a firewalled one has its baseline
+        queued = _queued(counted, now, per_direction)
         return judge(what, expected_effect(links["up"], links["down"]), before, after, queued)
 
     async def _shape_router(
@@ -346,9 +360,15 @@ class Faults:
                 )  # fmt: skip
                 await asyncio.sleep(up_s)
             if not all(drops):
+                why = without_turn(self._lab.topology, a, b)
                 raise FaultNotApplied(
                     f"flap {fault.target}: a cut dropped nothing (packets dropped per cut: "
-                    f"{drops}); is there a direct link between them?"
+                    f"{drops}); "
+                    + (
+                        f"{why}, so their link is relayed, and a relay is not this path"
+                        if why
+                        else "is there a direct link between them?"
+                    )
                 )
         fault.proof = (
             f"{fault.target}: {cycles} cuts of {down_s:g} s every {down_s + up_s:g} s, "
@@ -482,9 +502,11 @@ class Faults:
             )
 
     async def _take_baselines(self, peers: Sequence[str]) -> None:
-        """Probe the peers (in parallel) just before a fault."""
-        results = await asyncio.gather(*(self._probe(p) for p in peers))
-        self._baseline.update(zip(peers, results, strict=True))
+        """Probe the peers (in parallel) just before a fault: those whose answers can come
+        back (a UDP-blocking firewall lets none through)."""
+        probed = [p for p in peers if not self._firewalled(p)]
+        results = await asyncio.gather(*(self._probe(p) for p in probed))
+        self._baseline.update(zip(probed, results, strict=True))
 
     def _bystanders(self, exclude: Sequence[str]) -> list[str]:
         """The peers a fault must leave alone: not excluded, and not behind a router
@@ -494,15 +516,25 @@ class Faults:
         return [p for p in self._lab.peers if p not in exclude and placement.get(p) not in shaped]
 
     async def _untouched(self, fault: Fault, peers: Sequence[str]) -> str:
-        """Probe `peers` against the baselines taken before the fault, in parallel."""
+        """Probe `peers` against the baselines taken before the fault, in parallel (not
+        those behind a UDP-blocking firewall: no STUN answer crosses it, so the line says
+        they were not checked)."""
         if not peers:
             return "no other peer to check"
-        now = await asyncio.gather(*(self._probe(p, count=40) for p in peers))
+        probed = [p for p in peers if not self._firewalled(p)]
+        now = await asyncio.gather(*(self._probe(p, count=40) for p in probed))
         cause = f"{fault.kind} {fault.target}"
-        return "; ".join(
+        lines = [
             judge_untouched(p, self._baseline[p], n, cause, self._own_shaping(p))
-            for p, n in zip(peers, now, strict=True)
-        )
+            for p, n in zip(probed, now, strict=True)
+        ]
+        lines += [
+            f"{p} not checked (behind a UDP-blocking firewall)" for p in peers if p not in probed
+        ]
+        return "; ".join(lines)
+
+    def _firewalled(self, peer: str) -> bool:
+        return self._lab.topology.nat_of(peer) == "udp-blocked"
 
     def _own_shaping(self, peer: str) -> Effect:
         """What the faults on `peer`'s own router (a network profile's) do to its round

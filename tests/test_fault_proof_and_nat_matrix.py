@@ -12,6 +12,7 @@ from peerlab.scenarios.fault_proof import (
     FaultNotApplied,
     expected_effect,
     judge,
+    judge_firewalled,
     judge_untouched,
     link_loss,
 )
@@ -245,3 +246,23 @@ def test_without_turn_names_the_pairs_theory_says_cannot_connect_directly():
         "peer1 (symmetric) and peer3 (port-restricted) cannot connect without a TURN relay "
         "(RFC 4787; the NAT table in docs/stack.md)"
     )
+
+
+def test_a_firewalled_link_is_judged_by_the_shapers_own_counts_of_the_up_direction():
+    lossy = {"delay_ms": 10, "loss": 0.1, "reorder": 0.05, "reorder_gap_ms": 20}
+    counted = {"seen": 207, "dropped": 19, "delayed": 188, "reordered": 9}
+    line = judge_firewalled("peer11's link", lossy, 200, counted)
+    assert line == (
+        "peer11's link: up took effect by the shaper's own counts — the up shaper saw 207 "
+        "packets for 200 requests, dropped 19; delayed 188; dropped 9.2% (expected 10.0% ± "
+        "11.3%); reordered 9; down not measured (no UDP answer crosses a UDP-blocking "
+        "firewall)"
+    )
+    for change, problem in (
+        ({"seen": 150, "dropped": 15, "delayed": 135}, "only 150 of 200 requests reached"),
+        ({"delayed": 0}, "188 packets left undelayed"),
+        ({"dropped": 60, "delayed": 147}, "dropped 29.0%"),
+        ({"reordered": 0}, "nothing reordered"),
+    ):
+        with pytest.raises(FaultNotApplied, match=problem):
+            judge_firewalled("peer11's link", lossy, 200, {**counted, **change})

@@ -139,7 +139,7 @@ class _RefusingAgent:
         raise AgentError(f"peer1: could not connect to {remote} within 30s")
 
 
-async def test_a_failed_link_without_turn_between_incompatible_nats_says_why():
+async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_once_saying_why():
     topology = parse_topology(
         {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "symmetric"}}},
         ["peer1", "peer2", "peer3"],
@@ -148,9 +148,8 @@ async def test_a_failed_link_without_turn_between_incompatible_nats_says_why():
     with pytest.raises(AgentError) as caught:
         await Lab.connect(lab, "peer1", "peer2", turn=False)
     assert str(caught.value) == (
-        "peer1: could not connect to peer2 within 30s: as expected without TURN, peer1 "
-        "(port-restricted) and peer2 (symmetric) cannot connect without a TURN relay "
-        "(RFC 4787; the NAT table in docs/stack.md)"
+        "peer1 ↔ peer2 asked without TURN, but peer1 (port-restricted) and peer2 (symmetric) "
+        "cannot connect without a TURN relay (RFC 4787; the NAT table in docs/stack.md)"
     )
     for remote, options in (("peer2", {}), ("peer3", {"turn": False})):  # TURN; no NAT
         with pytest.raises(AgentError) as caught:

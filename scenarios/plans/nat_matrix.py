@@ -73,11 +73,18 @@ async def measure_matrix(lab: Lab) -> list[Row]:
 
 async def coturn_agrees(lab: Lab) -> None:
     lans = [lan for lan in lab.topology.lans if lan.peers]
-    # Fresh state: the probe's mapping test and the matrix opened the routers' filters.
-    await asyncio.gather(*(lab.routers[lan.name].set_nat(lan.nat) for lan in lans))
-    verdicts = await asyncio.gather(
-        *(coturn_verdict(lab.containers, lan.peers[0], lab.stack.prefix) for lan in lans)
-    )
+    routers = [lab.routers[lan.name] for lan in lans]
+    # coturn's client sends each request once, so a lost answer reads as filtering (under
+    # the `lossy` profile it called a full-cone NAT address-restricted): it classifies
+    # clean links, with no flapping profile's cut meanwhile (a probe's turn). The matrix
+    # has been measured by then, under whatever the run's links were.
+    async with lab.faults.turns.probe():
+        await asyncio.gather(*(r.clear_faults(d) for r in routers for d in ("up", "down")))
+        # Fresh state: the probe's mapping test and the matrix opened the routers' filters.
+        await asyncio.gather(*(r.set_nat(lan.nat) for r, lan in zip(routers, lans, strict=True)))
+        verdicts = await asyncio.gather(
+            *(coturn_verdict(lab.containers, lan.peers[0], lab.stack.prefix) for lan in lans)
+        )
     wrong = [
         f"{lan.peers[0]} ({lan.nat}): coturn's client measured {verdict['nat_type']} "
         f"(mapping {verdict['mapping']}, filtering {verdict['filtering']}):\n{verdict['output']}"
