@@ -76,6 +76,25 @@ class IceOptions:
         return chosen
 
 
+PATH_FOUND = ("connected", "completed")
+"""ICE states in which a pair works: what is left (DTLS, SCTP, the channel's open) is a
+handful of round trips on that path."""
+
+
+def open_deadline(waited: float, path_found_timeout: float | None, ice_state: str) -> float:
+    """How long, in all, to wait for the data channel once `waited` seconds have gone by:
+    no longer, unless ICE has found a path and `path_found_timeout` allows more. Pure.
+
+    A short wait suits a search for a path (aioice's checks back off and do not start
+    again when a path comes back, so a fresh attempt finds it sooner), not the handshakes
+    after one is found: their round trips take seconds on a long path, and starting over
+    starts them over. Over a satellite link (~0.6 s round trip) every reconnection gave
+    up after 4 s with ICE completed and DTLS connected, and tried again, for good."""
+    if path_found_timeout is not None and ice_state in PATH_FOUND:
+        return max(waited, path_found_timeout)
+    return waited
+
+
 class PeerConnection:
     def __init__(
         self,
@@ -120,15 +139,25 @@ class PeerConnection:
     async def accept_answer(self, answer_sdp: str) -> None:
         await self._set_remote(answer_sdp, "answer")
 
-    async def wait_channel_open(self, timeout: float) -> RTCDataChannel:
-        try:
-            async with asyncio.timeout(timeout):
-                return await asyncio.shield(self._channel_open)
-        except TimeoutError:
-            raise ConnectionSetupError(
-                f"data channel not open after {timeout:g}s (ICE state "
-                f"{self.pc.iceConnectionState}, connection state {self.pc.connectionState})"
-            ) from None
+    async def wait_channel_open(
+        self, timeout: float, path_found_timeout: float | None = None
+    ) -> RTCDataChannel:
+        """The open data channel, waited for up to `timeout` seconds, or, when ICE has
+        found a path by then, up to `path_found_timeout` (see `open_deadline`)."""
+        waited = 0.0
+        while True:
+            try:
+                async with asyncio.timeout(timeout - waited):
+                    return await asyncio.shield(self._channel_open)
+            except TimeoutError:
+                waited = timeout
+                timeout = open_deadline(waited, path_found_timeout, self.pc.iceConnectionState)
+                if timeout <= waited:
+                    raise ConnectionSetupError(
+                        f"data channel not open after {waited:g}s (ICE state "
+                        f"{self.pc.iceConnectionState}, connection state "
+                        f"{self.pc.connectionState})"
+                    ) from None
 
     def selected_candidate_pair(self) -> dict[str, Any] | None:
         """The nominated ICE pair, e.g. {"local": {"type": "relay", ...}, "remote": {...}}.

@@ -45,10 +45,11 @@ class ManagerConfig:
     """First and largest pause between failed attempts (the first one again whenever the
     remote answered: it is there, only the path is not)."""
     reconnect_open_timeout: float = 4.0
-    """After a link failed, how long one attempt waits for its channel to open before
+    """After a link failed, how long one attempt waits for ICE to find a path before
     offering again. Short, because aioice's checks back off (0.5, 1, 2, 4, 8 s after the
     first) and do not restart when the remote's checks start getting through: a path
-    that comes back mid-attempt would be found only at the next retransmission."""
+    that comes back mid-attempt would be found only at the next retransmission. Once a
+    path is found, the channel gets up to `connect_timeout` to open (long paths)."""
     relay_only: bool = False
     channel: ChannelConfig = field(default_factory=ChannelConfig)
 
@@ -349,7 +350,7 @@ class PeerConnectionManager:
                 ) from None
             link.offering = False
             await pc.accept_answer(answer)
-            channel = await pc.wait_channel_open(open_timeout)
+            channel = await pc.wait_channel_open(open_timeout, self.config.connect_timeout)
         finally:
             link.offering = False
         self._attach(link, pc, channel)

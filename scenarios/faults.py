@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from peerlab.router.nfqueue import load_trace
 from peerlab.router.shaper import LinkFaults, Trace
@@ -54,6 +54,9 @@ dropped some, if the two peers have a direct link at all (a relayed one is not c
 its proof reports none dropped). It ends at the first drop: waiting out the 1.5 s added
 a second to every cut that traffic crossed at once."""
 PARTITION_POLL_S = 0.1
+DRAINED_QUIET_S = 0.5
+DRAINED_TIMEOUT_S = 10.0
+T = TypeVar("T")
 
 
 def shipped_trace(name: str) -> Trace:
@@ -80,6 +83,8 @@ class Fault:
     applied_at: float = 0.0
     """Wall-clock time the fault took effect (before its proof was measured)."""
     _undo: list[Callable[[], Awaitable[Any]]] = field(default_factory=list, repr=False)
+    _drops: Callable[[], Awaitable[int]] | None = field(default=None, repr=False)
+    """A partition's: the packets its rule has dropped so far."""
 
 
 class Faults:
@@ -306,12 +311,18 @@ class Faults:
         answer = await router.add_partition(address, router_direction)
         fault.applied_at = time.time()
         fault._undo.append(lambda: router.remove_partition(answer["id"]))
+
+        async def drops() -> int:
+            return _dropped(await router.counters(), answer["id"])
+
+        fault._drops = drops
         fault.backend = "iptables"
         beside = asyncio.ensure_future(during()) if during is not None else None
         try:
             async with self._failing(fault):
                 (dropped, waited), untouched = await asyncio.gather(
-                    _first_drops(router, answer["id"]), self._untouched(fault, [near])
+                    self._counted(_first_drops(router, answer["id"])),
+                    self._untouched(fault, [near]),
                 )
         except BaseException:
             if beside is not None:
@@ -322,6 +333,27 @@ class Faults:
         packets = "packet" if dropped == 1 else "packets"
         fault.proof = f"{fault.target}: {dropped} {packets} dropped in {waited:.1f} s; {untouched}"
         return await self._ok(fault)
+
+    async def drained(self, cut: Fault, quiet_s: float = DRAINED_QUIET_S) -> int:
+        """Wait until the partition `cut` has dropped nothing for `quiet_s` (at most
+        DRAINED_TIMEOUT_S): what was on its way to the cut when it was put in place, or when
+        its sender died, has reached it. A peer killed behind a cut leaves packets in the
+        delay lines (0.3 s and more on a satellite link): cleared at once, the cut let its
+        last acks through, and they arrived after the kill. Returns the drops counted."""
+        if cut._drops is None:
+            raise FaultError(f"drained: {cut.kind} {cut.target} is not a partition")
+        started = time.monotonic()
+        dropped, quiet_since = await cut._drops(), started
+        while (now := time.monotonic()) - quiet_since < quiet_s:
+            if now - started >= DRAINED_TIMEOUT_S:
+                raise FaultNotApplied(
+                    f"partition {cut.target}: still dropping packets after "
+                    f"{DRAINED_TIMEOUT_S:g} s ({dropped} in all)"
+                )
+            await asyncio.sleep(PARTITION_POLL_S)
+            if (count := await cut._drops()) != dropped:
+                dropped, quiet_since = count, time.monotonic()
+        return dropped
 
     async def flap(
         self,
@@ -347,12 +379,15 @@ class Faults:
         drops = []
         async with self._failing(fault):
             for cycle in range(1, cycles + 1):
-                answer = await router.add_partition(address, router_direction)
-                try:
-                    await asyncio.sleep(down_s)
-                    counters = await router.counters()
-                finally:
-                    await router.remove_partition(answer["id"])
+                # A cut is proven by its rule's drops: no flapping profile's cut meanwhile,
+                # which would drop the packets before they reach the rule.
+                async with self.turns.probe():
+                    answer = await router.add_partition(address, router_direction)
+                    try:
+                        await asyncio.sleep(down_s)
+                        counters = await router.counters()
+                    finally:
+                        await router.remove_partition(answer["id"])
                 drops.append(_dropped(counters, answer["id"]))
                 self._lab.history.record(
                     "nemesis", "info", "flap", {"cycle": cycle, "dropped": drops[-1]},
@@ -532,6 +567,12 @@ class Faults:
             f"{p} not checked (behind a UDP-blocking firewall)" for p in peers if p not in probed
         ]
         return "; ".join(lines)
+
+    async def _counted(self, reading: Awaitable[T]) -> T:
+        """A reading of a rule's drop counters, taking its turn with a flapping profile's
+        cuts (which would drop the packets before they reach the rule)."""
+        async with self.turns.probe():
+            return await reading
 
     def _firewalled(self, peer: str) -> bool:
         return self._lab.topology.nat_of(peer) == "udp-blocked"

@@ -8,7 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from peerlab.scenarios.faults import FaultError, Faults
+from peerlab.scenarios import faults as faults_module
+from peerlab.scenarios.fault_proof import FaultNotApplied
+from peerlab.scenarios.faults import Fault, FaultError, Faults
 from peerlab.scenarios.topology import parse_topology
 
 PEERS = ["peer1", "peer2"]
@@ -165,3 +167,29 @@ async def test_a_partition_whose_proof_fails_cancels_what_runs_during_it(faults,
         await faults.partition("peer1", "peer2", during=wait_forever)
     await asyncio.sleep(0)
     assert beside and beside[0].cancelled()
+
+
+def _counting(counts: list[int]):
+    """A partition whose rule reports these drop counts, one per reading, then the last."""
+    readings = iter(counts)
+
+    async def drops() -> int:
+        nonlocal last
+        last = next(readings, last)
+        return last
+
+    last = 0
+    return Fault("partition", "peer1/peer2", {}, _drops=drops)
+
+
+async def test_a_cut_is_drained_once_its_drops_stop_for_the_quiet_time():
+    faults = Faults(SimpleNamespace())
+    assert await faults.drained(_counting([3, 5, 6, 6]), quiet_s=0.25) == 6
+    with pytest.raises(FaultError, match="shape peer1 is not a partition"):
+        await faults.drained(Fault("shape", "peer1", {}))
+
+
+async def test_a_cut_that_keeps_dropping_is_not_drained(monkeypatch):
+    monkeypatch.setattr(faults_module, "DRAINED_TIMEOUT_S", 0.3)
+    with pytest.raises(FaultNotApplied, match=r"still dropping packets after 0\.3 s"):
+        await Faults(SimpleNamespace()).drained(_counting(list(range(1, 100))), quiet_s=0.25)

@@ -1,10 +1,11 @@
-"""`IceOptions`: which ICE servers a link hands aiortc (STUN only without TURN)."""
+"""`IceOptions`: which ICE servers a link hands aiortc (STUN only without TURN); how long a
+channel may take to open once ICE has found a path (`open_deadline`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from peerlab.peer.connection import IceOptions, IceServer
+from peerlab.peer.connection import IceOptions, IceServer, open_deadline
 
 SERVERS = [
     IceServer(("stun:stun:3478",)),
@@ -30,3 +31,21 @@ def test_without_turn_only_stun_urls_remain_and_keep_their_credentials():
 def test_relay_only_without_turn_is_refused():
     with pytest.raises(ValueError, match="relay_only needs TURN"):
         IceOptions(relay_only=True, turn=False)
+
+
+@pytest.mark.parametrize(
+    ("ice_state", "path_found_timeout", "expected"),
+    [
+        ("checking", 15.0, 4.0),  # no path yet: a fresh attempt finds one sooner
+        ("new", 15.0, 4.0),
+        ("failed", 15.0, 4.0),
+        ("connected", 15.0, 15.0),  # a path: the handshakes on it get their time
+        ("completed", 15.0, 15.0),
+        ("completed", None, 4.0),  # no longer wait asked for
+        ("completed", 3.0, 4.0),  # never shorter than already waited
+    ],
+)
+def test_a_channel_gets_longer_to_open_only_once_ice_has_found_a_path(
+    ice_state, path_found_timeout, expected
+):
+    assert open_deadline(4.0, path_found_timeout, ice_state) == expected
