@@ -577,6 +577,14 @@ class Faults:
     def _firewalled(self, peer: str) -> bool:
         return self._lab.topology.nat_of(peer) == "udp-blocked"
 
+    def added_round_trip_s(self, a: str, b: str) -> float:
+        """The most the link faults in place (a network profile's, a scenario's) add to a
+        round trip between peers a and b, in seconds: both directions of both access
+        links, delay plus jitter. Handshakes and timeouts that take round trips scale by
+        it: 0 on the default network."""
+        effects = [self._own_shaping(peer) for peer in (a, b)]
+        return sum(e.delay_ms + e.jitter_ms for e in effects) / 1000
+
     def _own_shaping(self, peer: str) -> Effect:
         """What the faults on `peer`'s own router (a network profile's) do to its round
         trip anyway: none for a peer on the internet or behind an unshaped router."""

@@ -193,3 +193,11 @@ async def test_a_cut_that_keeps_dropping_is_not_drained(monkeypatch):
     monkeypatch.setattr(faults_module, "DRAINED_TIMEOUT_S", 0.3)
     with pytest.raises(FaultNotApplied, match=r"still dropping packets after 0\.3 s"):
         await Faults(SimpleNamespace()).drained(_counting(list(range(1, 100))), quiet_s=0.25)
+
+
+def test_the_round_trip_the_shaping_adds_counts_both_links_both_ways(faults):
+    assert faults.added_round_trip_s("peer1", "peer2") == 0.0  # nothing shaped yet
+    satellite = {"delay_ms": 300, "jitter_ms": 10}
+    faults._shaped["peer1-lan"] = {"up": satellite, "down": satellite}
+    assert faults.added_round_trip_s("peer1", "peer2") == pytest.approx(0.62)  # peer2: none
+    assert faults.added_round_trip_s("peer2", "peer1") == pytest.approx(0.62)
