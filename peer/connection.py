@@ -76,21 +76,21 @@ class IceOptions:
         return chosen
 
 
-PATH_FOUND = ("connected", "completed")
-"""ICE states in which a pair works: what is left (DTLS, SCTP, the channel's open) is a
-handful of round trips on that path."""
-
-
-def open_deadline(waited: float, path_found_timeout: float | None, ice_state: str) -> float:
+def open_deadline(waited: float, path_found_timeout: float | None, state: str) -> float:
     """How long, in all, to wait for the data channel once `waited` seconds have gone by:
-    no longer, unless ICE has found a path and `path_found_timeout` allows more. Pure.
+    no longer, unless the connection (ICE and DTLS, aiortc's `connectionState`) is
+    "connected" and `path_found_timeout` allows more. Pure.
 
     A short wait suits a search for a path (aioice's checks back off and do not start
-    again when a path comes back, so a fresh attempt finds it sooner), not the handshakes
-    after one is found: their round trips take seconds on a long path, and starting over
-    starts them over. Over a satellite link (~0.6 s round trip) every reconnection gave
-    up after 4 s with ICE completed and DTLS connected, and tried again, for good."""
-    if path_found_timeout is not None and ice_state in PATH_FOUND:
+    again when a path comes back, so a fresh attempt finds it sooner), and a DTLS
+    handshake that stalled (its retransmissions back off too: seen right after a
+    partition healed), not what is left once DTLS is up: SCTP's and the channel's
+    handshakes, a few round trips that take seconds on a long path, where starting over
+    starts everything over. Over a satellite link (~0.6 s round trip) every reconnection
+    gave up after 4 s with ICE completed and DTLS connected, and tried again, for good.
+    Extended as soon as ICE alone was through, a reconnection on the default network once
+    waited 3.5 s for a stalled DTLS handshake (partition_heal: 5.35 s, its limit 5)."""
+    if path_found_timeout is not None and state == "connected":
         return max(waited, path_found_timeout)
     return waited
 
@@ -142,8 +142,8 @@ class PeerConnection:
     async def wait_channel_open(
         self, timeout: float, path_found_timeout: float | None = None
     ) -> RTCDataChannel:
-        """The open data channel, waited for up to `timeout` seconds, or, when ICE has
-        found a path by then, up to `path_found_timeout` (see `open_deadline`)."""
+        """The open data channel, waited for up to `timeout` seconds, or, when ICE and
+        DTLS are through by then, up to `path_found_timeout` (see `open_deadline`)."""
         waited = 0.0
         while True:
             try:
@@ -151,7 +151,7 @@ class PeerConnection:
                     return await asyncio.shield(self._channel_open)
             except TimeoutError:
                 waited = timeout
-                timeout = open_deadline(waited, path_found_timeout, self.pc.iceConnectionState)
+                timeout = open_deadline(waited, path_found_timeout, self.pc.connectionState)
                 if timeout <= waited:
                     raise ConnectionSetupError(
                         f"data channel not open after {waited:g}s (ICE state "

@@ -48,8 +48,9 @@ class ManagerConfig:
     """After a link failed, how long one attempt waits for ICE to find a path before
     offering again. Short, because aioice's checks back off (0.5, 1, 2, 4, 8 s after the
     first) and do not restart when the remote's checks start getting through: a path
-    that comes back mid-attempt would be found only at the next retransmission. Once a
-    path is found, the channel gets up to `connect_timeout` to open (long paths)."""
+    that comes back mid-attempt would be found only at the next retransmission. Once ICE
+    and DTLS are through, the channel gets up to `connect_timeout` to open (long paths:
+    connection.open_deadline)."""
     relay_only: bool = False
     channel: ChannelConfig = field(default_factory=ChannelConfig)
 

@@ -34,18 +34,17 @@ def test_relay_only_without_turn_is_refused():
 
 
 @pytest.mark.parametrize(
-    ("ice_state", "path_found_timeout", "expected"),
+    ("state", "path_found_timeout", "expected"),
     [
-        ("checking", 15.0, 4.0),  # no path yet: a fresh attempt finds one sooner
+        ("connecting", 15.0, 4.0),  # ICE searching, or DTLS stalled: a fresh attempt
         ("new", 15.0, 4.0),
         ("failed", 15.0, 4.0),
-        ("connected", 15.0, 15.0),  # a path: the handshakes on it get their time
-        ("completed", 15.0, 15.0),
-        ("completed", None, 4.0),  # no longer wait asked for
-        ("completed", 3.0, 4.0),  # never shorter than already waited
+        ("connected", 15.0, 15.0),  # ICE and DTLS through: SCTP and the open get time
+        ("connected", None, 4.0),  # no longer wait asked for
+        ("connected", 3.0, 4.0),  # never shorter than already waited
     ],
 )
-def test_a_channel_gets_longer_to_open_only_once_ice_has_found_a_path(
-    ice_state, path_found_timeout, expected
+def test_a_channel_gets_longer_to_open_only_once_ice_and_dtls_are_through(
+    state, path_found_timeout, expected
 ):
-    assert open_deadline(4.0, path_found_timeout, ice_state) == expected
+    assert open_deadline(4.0, path_found_timeout, state) == expected
