@@ -321,7 +321,7 @@ class Faults:
         try:
             async with self._failing(fault):
                 (dropped, waited), untouched = await asyncio.gather(
-                    self._counted(_first_drops(router, answer["id"])),
+                    self._counted(_first_drops(drops)),
                     self._untouched(fault, [near]),
                 )
         except BaseException:
@@ -624,12 +624,13 @@ def _dropped(counters: dict[str, Any], partition_id: str) -> int:
     return sum(counters["partitions"][partition_id]["dropped"].values())
 
 
-async def _first_drops(router: Any, partition_id: str) -> tuple[int, float]:
-    """The packets a partition rule has dropped, read every PARTITION_POLL_S until there
-    are some or PARTITION_PROOF_S has passed, and how long that took."""
+async def _first_drops(drops: Callable[[], Awaitable[int]]) -> tuple[int, float]:
+    """The packets a partition rule has dropped (`drops` reads them), read every
+    PARTITION_POLL_S until there are some or PARTITION_PROOF_S has passed, and how long
+    that took."""
     started = time.monotonic()
     while True:
-        dropped = _dropped(await router.counters(), partition_id)
+        dropped = await drops()
         waited = time.monotonic() - started
         if dropped or waited >= PARTITION_PROOF_S:
             return dropped, waited
