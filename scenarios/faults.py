@@ -21,7 +21,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from peerlab.router.nfqueue import load_trace
 from peerlab.router.shaper import LinkFaults, Trace
@@ -56,7 +56,6 @@ a second to every cut that traffic crossed at once."""
 PARTITION_POLL_S = 0.1
 DRAINED_QUIET_S = 0.5
 DRAINED_TIMEOUT_S = 10.0
-T = TypeVar("T")
 
 
 def shipped_trace(name: str) -> Trace:
@@ -195,7 +194,7 @@ class Faults:
         now = await router.counters()
         links = self._shaped[lan.name]
         what = f"{fault.target}'s {label} link (router {lan.name})"
-        if lan.nat == "udp-blocked":
+        if self._firewalled(fault.target):
             if now["up"]["backend"] != "nfqueue":
                 return (
                     f"{what}: not measured (no UDP answer crosses a UDP-blocking firewall, "
@@ -321,8 +320,7 @@ class Faults:
         try:
             async with self._failing(fault):
                 (dropped, waited), untouched = await asyncio.gather(
-                    self._counted(_first_drops(drops)),
-                    self._untouched(fault, [near]),
+                    self._first_drops(drops), self._untouched(fault, [near])
                 )
         except BaseException:
             if beside is not None:
@@ -568,11 +566,19 @@ class Faults:
         ]
         return "; ".join(lines)
 
-    async def _counted(self, reading: Awaitable[T]) -> T:
-        """A reading of a rule's drop counters, taking its turn with a flapping profile's
-        cuts (which would drop the packets before they reach the rule)."""
+    async def _first_drops(self, drops: Callable[[], Awaitable[int]]) -> tuple[int, float]:
+        """The packets a partition rule has dropped (`drops` reads them), read every
+        PARTITION_POLL_S until there are some or PARTITION_PROOF_S has passed, and how long
+        that took; in its turn with a flapping profile's cuts (which would drop the packets
+        before they reach the rule)."""
         async with self.turns.probe():
-            return await reading
+            started = time.monotonic()
+            while True:
+                dropped = await drops()
+                waited = time.monotonic() - started
+                if dropped or waited >= PARTITION_PROOF_S:
+                    return dropped, waited
+                await asyncio.sleep(min(PARTITION_POLL_S, PARTITION_PROOF_S - waited))
 
     def _firewalled(self, peer: str) -> bool:
         return self._lab.topology.nat_of(peer) == "udp-blocked"
@@ -622,19 +628,6 @@ class Faults:
 
 def _dropped(counters: dict[str, Any], partition_id: str) -> int:
     return sum(counters["partitions"][partition_id]["dropped"].values())
-
-
-async def _first_drops(drops: Callable[[], Awaitable[int]]) -> tuple[int, float]:
-    """The packets a partition rule has dropped (`drops` reads them), read every
-    PARTITION_POLL_S until there are some or PARTITION_PROOF_S has passed, and how long
-    that took."""
-    started = time.monotonic()
-    while True:
-        dropped = await drops()
-        waited = time.monotonic() - started
-        if dropped or waited >= PARTITION_PROOF_S:
-            return dropped, waited
-        await asyncio.sleep(min(PARTITION_POLL_S, PARTITION_PROOF_S - waited))
 
 
 def _check_links(per_direction: dict[str, dict[str, Any]], what: str) -> None:

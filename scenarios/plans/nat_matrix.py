@@ -31,14 +31,14 @@ PEERS = len(NATS)
 BODY_S = 31  # seconds its body takes in `make test`: runs start longest first
 TOPOLOGY = matrix_topology(NATS)
 CONNECT_TIMEOUT = {False: 10.0, True: 20.0}
-CONNECT_ROUND_TRIPS = 10
-"""On the default network; on a shaped one (a profile), plus this many of the round trips
-the shaping adds between the pair (signaling, STUN, ICE, DTLS, SCTP, the channel's open):
-two satellite links (1.24 s) left four pairs unconnected at 10 s."""
 """How long a pair may take to connect, without and with TURN, before it counts as not
 connected: the pairs that cannot connect wait it out. Without TURN, the pairs that connect
 did so within 0.65 s alone (`peerlab run nat_matrix --keep`, the agents' event logs);
 with TURN, a udp-blocked peer first waits out its STUN query (5.2-5.7 s)."""
+CONNECT_ROUND_TRIPS = 10
+"""On the default network; on a shaped one (a profile), plus this many of the round trips
+the shaping adds between the pair (signaling, STUN, ICE, DTLS, SCTP, the channel's open):
+two satellite links (1.24 s) left four pairs unconnected at 10 s."""
 
 
 async def _measure(lab: Lab, a: str, b: str, *, turn: bool) -> Row:
