@@ -72,8 +72,10 @@ class _Link:
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     attempts: int = 0
-    closed_session: str | None = None
-    """The last session this side closed on purpose (disconnect)."""
+    since_close: set[str] | None = None
+    """The sessions this side began or answered since it last closed the link on purpose
+    (reset to the connected one on connecting); None while no close of ours can still be
+    echoed (it never closed the link, or the remote closed it since)."""
 
 
 class PeerConnectionManager:
@@ -167,7 +169,7 @@ class PeerConnectionManager:
         if link is None:
             return
         link.wanted = False
-        link.closed_session = link.session
+        link.since_close = set()
         with contextlib.suppress(SignalingUnavailable):
             await self.signaling.send(
                 {"type": "bye", "to": remote_id, "session": link.session or "", "reason": reason}
@@ -204,17 +206,21 @@ class PeerConnectionManager:
         link = self._links.get(remote_id)
         if link is None:
             return
-        if session and session == link.closed_session and link.wanted:
-            # Both ends closed that session at once and this side wants the link again
-            # since (a new connect, or the remote's new offer): the remote's bye only
-            # echoes a close we made ourselves. Obeying it would kill the new attempt
-            # (seen: a disconnect followed at once by a connect, the remote's bye
-            # arriving in between).
+        if link.wanted and link.since_close is not None and session not in link.since_close:
+            # This side closed the link itself and wants it again since (a new connect,
+            # or the remote's new offer), and the bye names none of the sessions begun
+            # since: it was sent before the remote knew, most often by a remote closing
+            # at the same moment as we did, naming the session it then had (ours, or an
+            # attempt of its own we never saw). Obeying it would kill the new attempt
+            # with nobody left to retry (seen: a disconnect followed at once by a
+            # connect, the remote's bye arriving in between; over satellite links, for
+            # an attempt of its own that never reached us).
             self._observe("stale_bye", peer=remote_id, session=session)
             return
         # Any other bye: the remote is done with us, whatever session it names: stop
         # reconnecting (a new offer from either side starts the link again).
         link.wanted = False
+        link.since_close = None
         await self._teardown(link, P2PConnectionState.CLOSED)
 
     def _on_registered(self) -> None:
@@ -260,6 +266,7 @@ class PeerConnectionManager:
             gather_timeout=self.config.gather_timeout,
         )
         link.pc, link.session = pc, session
+        _began(link, session)
         # Answering waits for ICE gathering (seconds when a STUN server does not answer):
         # in a task of the link's own, so that the signaling frames behind this offer —
         # other peers' offers, keepalives — are not held up meanwhile.
@@ -335,6 +342,7 @@ class PeerConnectionManager:
             gather_timeout=self.config.gather_timeout,
         )
         link.pc, link.session, link.offering = pc, session, True
+        _began(link, session)
         link.answer = asyncio.get_running_loop().create_future()
         try:
             sdp = await pc.create_offer_and_wait()
@@ -358,6 +366,9 @@ class PeerConnectionManager:
 
     def _attach(self, link: _Link, pc: PeerConnection, channel: Any) -> None:
         link.task = None
+        if link.since_close is not None:
+            # The sessions superseded by this one can only name closes from before it.
+            link.since_close = {link.session}
         channel.on("close", lambda: asyncio.ensure_future(self._on_channel_closed(link, pc)))
         pc.pc.on(
             "connectionstatechange", lambda: asyncio.ensure_future(self._on_pc_state(link, pc))
@@ -480,3 +491,9 @@ def _answered(link: _Link) -> bool:
         and not answer.cancelled()
         and answer.exception() is None
     )
+
+
+def _began(link: _Link, session: str) -> None:
+    """Count `session` among those begun since this side last closed the link itself."""
+    if link.since_close is not None:
+        link.since_close.add(session)

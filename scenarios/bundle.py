@@ -9,6 +9,11 @@ of the profile file as they were (a rerun does not depend on them still existing
 unchanged); PeerLab's version; the id of every image the stack used; the verdict. The
 resolved Compose configuration goes next to it, in `compose.config.json`.
 
+A test of the pytest plugin (scenarios/pytest_plugin.py) gets a bundle too: its
+`scenario` names the test (`kind` "pytest", its node id, the rootdir, the
+`--peerlab-profile` given) with a copy of the test file, and replaying it runs that test
+again with pytest.
+
 `bundle_record` and `verdict_record` are pure; `write_bundle` reads the files and asks git
 and Docker (the small functions below it) for the rest.
 """
@@ -28,12 +33,13 @@ from peerlab.scenarios.profiles import SHIPPED, Profile, resolve
 from peerlab.scenarios.stack import PEERLAB_ROOT
 
 if TYPE_CHECKING:
-    from peerlab.scenarios.runner import Outcome
     from peerlab.scenarios.stack import Stack
 
 FORMAT = 1
 """bundle.json's format version: a reader refuses a bundle of another version."""
 BUNDLE = "bundle.json"
+PYTEST = "pytest"
+"""The `kind` of a bundle's scenario that is a test of the pytest plugin."""
 COMPOSE_CONFIG = "compose.config.json"
 
 
@@ -64,6 +70,37 @@ def companion_files(scenario: Scenario) -> dict[str, str]:
     return {} if path.parent == SHIPPED else {spec.profile: path.read_text()}
 
 
+def scenario_record(scenario: Scenario) -> dict[str, Any]:
+    """bundle.json's `scenario` for a scenario `peerlab run` ran: what it is, and copies of
+    its file and of the files it names."""
+    source = source_file(scenario)
+    return {
+        "name": scenario.name,
+        "kind": scenario.kind,
+        "origin": scenario.origin,
+        "file": source.name,
+        "text": source.read_text(),
+        "companions": companion_files(scenario),
+    }
+
+
+def plugin_test_record(
+    *, name: str, path: Path, node: str, rootdir: Path, profile_option: str | None
+) -> dict[str, Any]:
+    """bundle.json's `scenario` for a test of the pytest plugin: the test (node id, run
+    from `rootdir` with `--peerlab-profile profile_option`) and a copy of its file."""
+    return {
+        "name": name,
+        "kind": PYTEST,
+        "origin": str(path),
+        "file": path.name,
+        "text": path.read_text(),
+        "node": node,
+        "rootdir": str(rootdir),
+        "profile_option": profile_option,
+    }
+
+
 def verdict_record(passed: bool, error: str, check: dict[str, Any] | None) -> dict[str, Any]:
     """The verdict as bundle.json keeps it: pass/fail, the error (its first line, and all
     its lines, which for an expectation or delivery failure are one problem each), and
@@ -84,9 +121,7 @@ def verdict_record(passed: bool, error: str, check: dict[str, Any] | None) -> di
 def bundle_record(
     *,
     case: str,
-    scenario: Scenario,
-    scenario_text: str,
-    companions: dict[str, str],
+    scenario: dict[str, Any],
     profile: Profile | None,
     profile_text: str | None,
     seed: int,
@@ -105,14 +140,7 @@ def bundle_record(
         "seed": seed,
         "peers": peers,
         "env": dict(env or {}),
-        "scenario": {
-            "name": scenario.name,
-            "kind": scenario.kind,
-            "origin": scenario.origin,
-            "file": source_file(scenario).name,
-            "text": scenario_text,
-            "companions": companions,
-        },
+        "scenario": scenario,
         "profile": None
         if profile is None
         else {
@@ -132,16 +160,18 @@ def bundle_record(
 def write_bundle(
     folder: Path,
     *,
-    scenario: Scenario,
+    scenario: dict[str, Any],
     profile: Profile | None,
     seed: int,
     peers: int,
     env: dict[str, str] | None,
-    outcome: Outcome,
+    passed: bool,
+    error: str,
     stack: Stack,
 ) -> Path:
     """Write `bundle.json` (and `compose.config.json`) into a scenario's results folder,
-    after its `outcome.json` and `check.json`; returns bundle.json's path."""
+    named after the case, after its `outcome.json` and `check.json`; `scenario` is
+    `scenario_record` or `plugin_test_record`. Returns bundle.json's path."""
     check_path = folder / "check.json"
     check = json.loads(check_path.read_text()) if check_path.exists() else None
     config, config_error = compose_config(stack)
@@ -150,10 +180,8 @@ def write_bundle(
     )
     services = (config or {}).get("services", {})
     record = bundle_record(
-        case=outcome.scenario,
+        case=folder.name,
         scenario=scenario,
-        scenario_text=source_file(scenario).read_text(),
-        companions=companion_files(scenario),
         profile=profile,
         profile_text=profile.source.read_text() if profile else None,
         seed=seed,
@@ -162,7 +190,7 @@ def write_bundle(
         version=peerlab_version(),
         images=image_ids(sorted({s["image"] for s in services.values() if "image" in s})),
         compose_files=[str(f) for f in stack.files],
-        verdict=verdict_record(outcome.passed, outcome.error, check),
+        verdict=verdict_record(passed, error, check),
         folder=folder,
     )
     path = folder / BUNDLE

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from peerlab.scenarios.checker import HISTORY, CheckResult, check
+from peerlab.scenarios.checker import EXAMPLES, HISTORY, CheckResult, check
 
 # A restarted agent appends to its log right after a line its kill cut short (that line has
 # no newline), so its first event ends up on the cut line: it is recovered from there.
@@ -118,7 +118,12 @@ def add_check_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("folder", type=Path, help="a scenario folder or a run folder")
-    parser.add_argument("--limit", type=int, default=5, help="anomalies shown per class")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=EXAMPLES,
+        help="anomalies shown per class, per sender → receiver and conversation",
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
@@ -131,7 +136,8 @@ def run_check(args: argparse.Namespace) -> int:
         return 2
     results = {folder: check_folder(folder) for folder in folders}
     if args.json:
-        print(json.dumps({folder.name: r.to_json() for folder, r in results.items()}, indent=2))
+        report = {folder.name: r.to_json(limit=args.limit) for folder, r in results.items()}
+        print(json.dumps(report, indent=2))
     else:
         for folder, result in results.items():
             if len(results) > 1:

@@ -5,8 +5,11 @@ history, checked for every anomaly class the protocol rules out. Pure: data in, 
 names; `check` looks at everything the agents logged, every sender → receiver pair and
 conversation, and also at what the logs cannot prove: a cut last line, a missing log. Its
 verdict is Jepsen's: valid (exit 0), invalid (1), or unknown (2) when the evidence is
-incomplete. docs/checker.md defines each anomaly class; scenarios/check_run.py reads a
-results folder and serves `peerlab check`.
+incomplete. Anomalies are counted and listed per sender → receiver and conversation, each
+with the faults (read from the harness's history by `history.fault_windows`, as the
+report does) active at either end while it happened. docs/checker.md defines each anomaly
+class and the output; scenarios/check_run.py reads a results folder and serves
+`peerlab check`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 from peerlab.peer.history import ConversationHistory
 from peerlab.peer.protocol import ProtocolError, decode
 from peerlab.scenarios.checks import RELIABLE, Event
+from peerlab.scenarios.history import FaultWindow, fault_windows
 
 CLOCK_TOLERANCE = 0.050
 """Seconds an `acked` may seem to precede the `delivered` it answers before it counts.
@@ -52,6 +56,12 @@ CLASSES = INVALID_CLASSES + ALLOWED_CLASSES
 
 _EXIT_CODES = {True: 0, False: 1, None: 2}
 
+EXAMPLES = 5
+"""Anomalies shown per class and per sender → receiver and conversation; counts cover all."""
+
+Pair = tuple[str, str, str | None]
+"""(sender, receiver, conversation): how anomalies are grouped."""
+
 
 @dataclass(frozen=True)
 class Anomaly:
@@ -65,6 +75,12 @@ class Anomaly:
     id: str | None
     seq: int | None
     detail: str
+    start: float | None = None
+    end: float | None = None
+    """When it happened (`t_wall`): from the first to the last event it is made of, or to
+    the run's end when nothing settled the message's fate (docs/checker.md)."""
+    during: tuple[str, ...] = ()
+    """The faults active at the sender or the receiver meanwhile, as labels."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -75,14 +91,16 @@ class Anomaly:
             "id": self.id,
             "seq": self.seq,
             "detail": self.detail,
+            "start": self.start,
+            "end": self.end,
+            "during": list(self.during),
         }
 
     def describe(self) -> str:
-        where = [f"conversation {self.conversation}"] if self.conversation else []
-        if self.seq is not None:
-            where.append(f"seq {self.seq}")
-        what = f"{self.type or 'message'} {(self.id or '?')[:8]}…"
-        return f"{self.sender} → {self.receiver}: {what} ({', '.join(where)}): {self.detail}"
+        """The message and what is wrong with it; its pair and conversation head its group."""
+        seq = f" (seq {self.seq})" if self.seq is not None else ""
+        during = f"; during {', '.join(self.during)}" if self.during else ""
+        return f"{self.type or 'message'} {(self.id or '?')[:8]}…{seq}: {self.detail}{during}"
 
 
 @dataclass
@@ -95,6 +113,8 @@ class CheckResult:
     senders: int = 0
     messages: int = 0
     """Reliable messages sent between agents that both have a log."""
+    faults: list[FaultWindow] = field(default_factory=list)
+    """When each fault in the harness's history was active."""
 
     def _proven(self, anomaly: Anomaly) -> bool:
         # An anomaly read from complete logs is a fact; one that involves an incomplete log
@@ -127,7 +147,15 @@ class CheckResult:
     def reasons(self) -> list[str]:
         return [reason for found in self.incomplete.values() for reason in found]
 
-    def to_json(self) -> dict[str, Any]:
+    def by_pair(self) -> dict[Pair, dict[str, list[Anomaly]]]:
+        """The anomalies by (sender, receiver, conversation), then by class (CLASSES order)."""
+        groups: dict[Pair, dict[str, list[Anomaly]]] = defaultdict(dict)
+        for kind in CLASSES:
+            for a in self.anomalies[kind]:
+                groups[(a.sender, a.receiver, a.conversation)].setdefault(kind, []).append(a)
+        return dict(sorted(groups.items(), key=lambda item: (*item[0][:2], item[0][2] or "")))
+
+    def to_json(self, limit: int = EXAMPLES) -> dict[str, Any]:
         return {
             "valid": "unknown" if self.valid is None else self.valid,
             "exit_code": self.exit_code,
@@ -135,14 +163,29 @@ class CheckResult:
             "anomalies": {
                 kind: [a.to_json() for a in found] for kind, found in self.anomalies.items()
             },
+            "by_pair": [
+                {
+                    "sender": sender,
+                    "receiver": receiver,
+                    "conversation": conversation,
+                    "counts": {kind: len(found) for kind, found in classes.items()},
+                    "examples": {
+                        kind: [a.to_json() for a in found[:limit]]
+                        for kind, found in classes.items()
+                    },
+                }
+                for (sender, receiver, conversation), classes in self.by_pair().items()
+            ],
+            "faults": [window.to_json() for window in self.faults],
             "notes": self.reasons() + self.notes,
         }
 
     def _tally(self, classes: Sequence[str]) -> str:
         return ", ".join(f"{k} {len(self.anomalies[k])}" for k in classes if self.anomalies[k])
 
-    def render(self, limit: int = 5) -> str:
-        """A human report: the verdict on the first line, then up to `limit` of each class."""
+    def render(self, limit: int = EXAMPLES) -> str:
+        """A human report: the verdict on the first line, then per sender → receiver and
+        conversation the count of each class found and up to `limit` of each."""
         reasons = self.reasons()
         if self.valid is False:
             lines = [f"INVALID: {self.invalid_count} anomalies ({self._tally(INVALID_CLASSES)})"]
@@ -156,15 +199,18 @@ class CheckResult:
                 )
         else:
             lines = [f"VALID: {self.senders} senders, {self.messages} messages checked"]
-        for kind in CLASSES:
-            found = self.anomalies[kind]
-            if not found:
-                continue
-            allowed = ", allowed" if kind in ALLOWED_CLASSES else ""
-            lines.append(f"{kind} ({len(found)}{allowed}):")
-            lines.extend(f"  {a.describe()}" for a in found[:limit])
-            if len(found) > limit:
-                lines.append(f"  … and {len(found) - limit} more")
+        if allowed_tally := self._tally(ALLOWED_CLASSES):
+            lines.append(f"allowed: {allowed_tally}")
+        for (sender, receiver, conversation), classes in self.by_pair().items():
+            where = f", conversation {conversation}" if conversation else ""
+            tally = ", ".join(f"{kind} {len(found)}" for kind, found in classes.items())
+            lines.append(f"{sender} → {receiver}{where}: {tally}")
+            for kind, found in classes.items():
+                allowed = ", allowed" if kind in ALLOWED_CLASSES else ""
+                lines.append(f"  {kind} ({len(found)}{allowed}):")
+                lines.extend(f"    {a.describe()}" for a in found[:limit])
+                if len(found) > limit:
+                    lines.append(f"    … and {len(found) - limit} more")
         lines.extend(f"note: {note}" for note in [*reasons[1:], *self.notes])
         return "\n".join(lines)
 
@@ -227,6 +273,20 @@ class _Checker:
         self.logs = events_by_agent
         self.history = history
         self.kills = _kills(history)
+        stamps = [
+            e["t_wall"]
+            for log in (*events_by_agent.values(), history)
+            for e in log
+            if "t_wall" in e
+        ]
+        self.run_end = max(stamps, default=0.0)
+        """The run's last `t_wall`: when a fault never ended, and a lost message's fate, end."""
+        self.faults = fault_windows(history, self.run_end)
+        # Every peer the logs name: a fault whose targets are none of them hit a service
+        # all peers use (signaling, TURN over TCP).
+        self.members = set(events_by_agent) | {
+            e["peer"] for log in events_by_agent.values() for e in log if "peer" in e
+        }
         self.positions = {
             agent: {id(event): i for i, event in enumerate(events)}
             for agent, events in events_by_agent.items()
@@ -242,7 +302,19 @@ class _Checker:
         self.undelivered: set[tuple[str, str, str]] = set()
         """(sender, receiver, message id)"""
 
-    def add(self, kind: str, sender: str, receiver: str, message: Mapping, detail: str) -> None:
+    def add(
+        self,
+        kind: str,
+        sender: str,
+        receiver: str,
+        message: Mapping,
+        detail: str,
+        start: float | None,
+        end: float | None = None,
+    ) -> None:
+        """Record an anomaly that happened from `start` to `end` (`t_wall`; an instant
+        without `end`)."""
+        end = start if end is None else end
         self.anomalies[kind].append(
             Anomaly(
                 kind,
@@ -253,7 +325,26 @@ class _Checker:
                 message.get("id"),
                 message.get("seq"),
                 detail,
+                start,
+                end,
+                self.during(sender, receiver, start, end),
             )
+        )
+
+    def during(
+        self, sender: str, receiver: str, start: float | None, end: float | None
+    ) -> tuple[str, ...]:
+        """The faults active between `start` and `end` at the sender or the receiver, or
+        at a service every peer uses."""
+        if start is None or end is None:
+            return ()
+        ends = {sender, receiver}
+        return tuple(
+            w.label
+            for w in self.faults
+            if w.start <= end
+            and w.end >= start
+            and (ends & set(w.peers) or not self.members & set(w.peers))
         )
 
     def run(self) -> CheckResult:
@@ -286,6 +377,7 @@ class _Checker:
             self.notes,
             len(senders),
             messages,
+            self.faults,
         )
 
     def check_log_is_whole(self, agent: str, events: list[Event]) -> None:
@@ -369,6 +461,7 @@ class _Checker:
                     receiver,
                     event["message"],
                     f"acked by ack frame {event.get('ack_id', '?')[:8]}…; typing is never acked",
+                    event.get("t_wall"),
                 )
         deliveries: dict[str, list[Event]] = defaultdict(list)
         for event in _message_events(receiver_log, "delivered", sender):
@@ -390,6 +483,8 @@ class _Checker:
                     receiver,
                     message,
                     f"delivered {len(copies)} times ({receiver}'s events {seqs})",
+                    copies[0].get("t_wall"),
+                    copies[-1].get("t_wall"),
                 )
             if ack is None:
                 self.check_unacked(sender, receiver, event, copies[0], position[id(event)])
@@ -401,6 +496,8 @@ class _Checker:
                     message,
                     f"acked {copies[0]['t_wall'] - ack['t_wall']:.3f} s before its first "
                     f"delivery (tolerance {CLOCK_TOLERANCE:.3f} s)",
+                    ack["t_wall"],
+                    copies[0]["t_wall"],
                 )
 
         sent_ids = {e["message"]["id"] for e in sent}
@@ -413,6 +510,7 @@ class _Checker:
                     receiver,
                     copies[0]["message"],
                     f"delivered{times} but {sender} never sent it to {receiver}",
+                    copies[0].get("t_wall"),
                 )
         self.check_order(sender, receiver, sent, receiver_log)
         return len(sent)
@@ -422,16 +520,23 @@ class _Checker:
     ) -> None:
         message = event["message"]
         self.undelivered.add((sender, receiver, message["id"]))
+        sent_at = event.get("t_wall")
         if ack is not None:
             detail = f"acked (ack frame {ack.get('ack_id', '?')[:8]}…) but never delivered"
-            self.add("lost_after_ack", sender, receiver, message, detail)
+            self.add(
+                "lost_after_ack", sender, receiver, message, detail, sent_at, ack.get("t_wall")
+            )
             return
+        # Unsettled: whatever happened from the send to the run's end may have lost it.
         death = self.sender_death(sender, position, event["t_wall"])
         if death is None:
-            self.add("lost", sender, receiver, message, "never acked and never delivered")
+            detail = "never acked and never delivered"
+            self.add("lost", sender, receiver, message, detail, sent_at, self.run_end)
         else:
             detail = f"never acked nor delivered; {sender} died after sending it: {death}"
-            self.add("lost_with_dead_sender", sender, receiver, message, detail)
+            self.add(
+                "lost_with_dead_sender", sender, receiver, message, detail, sent_at, self.run_end
+            )
 
     def check_unacked(
         self, sender: str, receiver: str, event: Event, delivery: Event, position: int
@@ -444,29 +549,36 @@ class _Checker:
         if not any(e.get("kind") == "stopped" for e in after_delivery):
             return
         detail = f"delivered ({receiver}'s event {delivery.get('seq')}) but never acked"
-        self.add("never_acked", sender, receiver, event["message"], detail)
+        # The ack could have left, or a retransmission been re-acked, until the run's end.
+        start = delivery.get("t_wall")
+        self.add("never_acked", sender, receiver, event["message"], detail, start, self.run_end)
 
     def check_order(
         self, sender: str, receiver: str, sent: list[Event], receiver_log: list[Event]
     ) -> None:
         """Within one sender epoch and conversation, first deliveries follow send order."""
         rank = {e["message"]["id"]: i for i, e in enumerate(sent)}
-        streams: dict[tuple[str, str], list[dict]] = defaultdict(list)
+        streams: dict[tuple[str, str], list[Event]] = defaultdict(list)
         seen: set[str] = set()
         for event in _message_events(receiver_log, "delivered", sender):
             message = event["message"]
             if message["id"] in rank and message["id"] not in seen:
                 seen.add(message["id"])
-                streams[(message.get("epoch"), message["conversation"])].append(message)
+                streams[(message.get("epoch"), message["conversation"])].append(event)
         for delivered in streams.values():
-            latest = delivered[0]
-            for message in delivered[1:]:
+            latest = delivered[0]["message"]
+            for event in delivered[1:]:
+                message = event["message"]
                 if rank[message["id"]] < rank[latest["id"]]:
                     detail = (
                         f"delivered after {latest['id'][:8]}… (seq {latest.get('seq')}), "
                         "which was sent later"
                     )
-                    self.add("out_of_order", sender, receiver, message, detail)
+                    sent_at = sent[rank[message["id"]]].get("t_wall")
+                    delivered_at = event.get("t_wall")
+                    self.add(
+                        "out_of_order", sender, receiver, message, detail, sent_at, delivered_at
+                    )
                 else:
                     latest = message
 
@@ -496,7 +608,14 @@ class _Checker:
             # A repeated delivery is `duplicated` already; only a first one can be a bad target.
             first = kind == "delivered" and message.id not in delivered_once
             if first and message.type != "text" and len(history.anomalies) > before:
-                self.add("bad_target", remote, agent, message_fields, history.anomalies[-1])
+                self.add(
+                    "bad_target",
+                    remote,
+                    agent,
+                    message_fields,
+                    history.anomalies[-1],
+                    event.get("t_wall"),
+                )
             if kind == "delivered":
                 delivered_once.add(message.id)
         return history
@@ -532,6 +651,7 @@ class _Checker:
                     other,
                     {**message, "conversation": conversation},
                     _difference(a, by_id[a].get(entry_id), b, by_id[b].get(entry_id)),
+                    self.run_end,  # the views differ at the end: what was still in place
                 )
             if not differing:
                 self.add(
@@ -541,6 +661,7 @@ class _Checker:
                     {"conversation": conversation},
                     f"same entries in a different order: {a} shows "
                     f"{[e['id'][:8] for e in entries[a]]}, {b} {[e['id'][:8] for e in entries[b]]}",
+                    self.run_end,
                 )
 
 

@@ -2,12 +2,12 @@
 
     peerlab list
     peerlab run <scenario>|<file.py>|<file.yaml>|all [--profile P[,P...]] [--peers N]
-                [--seed N] [--keep] [--junit PATH]
+                [--seed N] [--junit PATH]
     peerlab matrix nat [--seed N] [--junit PATH]
     peerlab check <results folder> [--limit N] [--json]
     peerlab report <results folder>
     peerlab clean [--dry-run] [--run ID]
-    peerlab replay <scenario results folder> [--keep] [--results DIR]
+    peerlab replay <scenario results folder> [--results DIR]
     peerlab soak <scenario> [--runs N] [--profile P] [--seed S]
     peerlab images [--online|--offline]
 
@@ -121,7 +121,6 @@ async def _run(args: argparse.Namespace, cases: list) -> int:
                 run_dir,
                 peers=args.peers,
                 seed=args.seed,
-                keep=args.keep,
                 env=env,
                 profile=profile,
             )
@@ -169,9 +168,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     run.add_argument("--peers", type=int, help="number of peers (at least what the plan needs)")
     run.add_argument(
-        "--keep", action="store_true", help="keep the results folder of passing scenarios too"
-    )
-    run.add_argument(
         "--jobs",
         type=_positive,
         default=1,
@@ -187,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         help="measure which NAT pairs connect, and how, next to the theory (markdown)",
     )
     matrix.add_argument("kind", choices=["nat"])
-    matrix.set_defaults(peers=None, keep=True, broken_agent=None, jobs=1)
+    matrix.set_defaults(peers=None, broken_agent=None, jobs=1)
     for command in (run, matrix):
         command.add_argument("--seed", type=int, default=1, help="seed of all randomness")
         command.add_argument("--junit", type=Path, help="where to write the JUnit XML report")

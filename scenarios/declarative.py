@@ -1,8 +1,9 @@
-"""Runs a declarative scenario (scenarios/scenario_spec.py) on a lab: opens the links,
-plays the workload and the fault timeline against one clock, waits for the last acks,
-then checks the expectations. Every workload operation (`Lab.send`) and fault lands in
-the run's history (invoke/ok/fail), so the checker and the report know what happened
-when.
+"""Runs a declarative scenario (scenarios/scenario_spec.py) on a lab: draws its plan
+from the run's seed (scenarios/workload_plan.py), opens the links, plays the workload and
+the fault timeline against one clock, waits for the last acks, then checks the
+expectations. The plan, every workload operation (`Lab.send`) and every fault land in the
+run's history, so the checker, the report and a replay know what was meant and what
+happened when.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from peerlab.router.probe import percentile
 from peerlab.scenarios.checks import DeliveryReport
 from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.nat_matrix import without_turn
-from peerlab.scenarios.scenario_spec import ScenarioSpec, Stream, TimedFault
+from peerlab.scenarios.scenario_spec import ScenarioSpec, Stream
 from peerlab.scenarios.spec_files import SpecError
 from peerlab.scenarios.topology import Topology
+from peerlab.scenarios.workload_plan import PLAN, PlannedFault, Send, plan_run
 
 EMOJI = "👍"
 
@@ -62,14 +64,20 @@ async def run_spec(spec: ScenarioSpec, lab: Lab) -> None:
               for x, y in ((a, b), (b, a)))
         )  # fmt: skip
     await asyncio.gather(*(lab.connect(a, b, turn=spec.turn) for a, b in spec.connect))
+    plan = plan_run(spec, lab.seed)
+    lab.history.record("generator", "info", PLAN, plan.record())
     started = time.monotonic()
     lab.progress(
-        f"workload: {len(spec.workload)} stream(s) for {spec.end:g}s, "
-        f"{len(spec.faults)} fault(s) on the timeline"
+        f"workload: {len(spec.workload)} stream(s), {sum(map(len, plan.sends))} messages for "
+        f"{spec.end:g}s; faults at {', '.join(f'{f.at:g}s' for f in plan.faults) or 'none'}"
+        f" (seed {lab.seed})"
     )
-    applied: list[tuple[TimedFault, float, float]] = []
-    tasks = [asyncio.create_task(_stream(lab, s, started)) for s in spec.workload]
-    tasks += [asyncio.create_task(_fault(lab, f, started, spec.end, applied)) for f in spec.faults]
+    applied: list[tuple[PlannedFault, float, float]] = []
+    tasks = [
+        asyncio.create_task(_stream(lab, s, sends, started))
+        for s, sends in zip(spec.workload, plan.sends, strict=True)
+    ]
+    tasks += [asyncio.create_task(_fault(lab, f, started, spec.end, applied)) for f in plan.faults]
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -89,12 +97,12 @@ async def run_spec(spec: ScenarioSpec, lab: Lab) -> None:
     lab.progress(f"{total} messages over {len(pairs)} directions: expectations met")
 
 
-async def _stream(lab: Lab, stream: Stream, started: float) -> None:
-    """Send `stream.count` messages, one every 1/rate s, cycling through its types."""
+async def _stream(lab: Lab, stream: Stream, sends: tuple[Send, ...], started: float) -> None:
+    """Send the stream's planned messages, each at its time."""
     latest_text: str | None = None
-    for i in range(stream.count):
-        await _sleep_until(started + stream.start + i / stream.rate)
-        kind = stream.types[i % len(stream.types)]
+    for i, send in enumerate(sends):
+        await _sleep_until(started + send.at)
+        kind = send.kind
         if kind in ("edit", "delete", "reaction") and latest_text is None:
             kind = "text"  # nothing to aim at yet (or the last text was deleted)
         fields: dict[str, Any] = {"conversation": stream.conversation}
@@ -117,21 +125,21 @@ async def _stream(lab: Lab, stream: Stream, started: float) -> None:
 
 async def _fault(
     lab: Lab,
-    fault: TimedFault,
+    planned: PlannedFault,
     started: float,
     end: float,
-    applied: list[tuple[TimedFault, float, float]],
+    applied: list[tuple[PlannedFault, float, float]],
 ) -> None:
-    """Apply at `fault.at`, clear after its duration (or at the workload's end)."""
-    await _sleep_until(started + fault.at)
-    args = fault.args
+    """Apply at its planned time, clear after its duration (or at the workload's end)."""
+    await _sleep_until(started + planned.at)
+    fault, args = planned.fault, planned.fault.args
     if fault.kind == "flap":
         a, b = args["between"]
         await lab.faults.flap(a, b, down_s=args["down"], up_s=args["up"], cycles=args["cycles"])
         return
     if fault.kind == "kill":
         await lab.kill(args["peer"])
-        await asyncio.sleep(fault.duration or 0)
+        await asyncio.sleep(planned.duration or 0)
         await lab.restart(args["peer"])
         return
     if fault.kind == "rebind":
@@ -142,12 +150,12 @@ async def _fault(
         active = await lab.faults.partition(a, b, args["direction"])
     else:
         active = await lab.faults.shape(args["peer"], args["direction"], **args["link"])
-    until = fault.at + fault.duration if fault.duration is not None else end
+    until = planned.at + planned.duration if planned.duration is not None else end
     await _sleep_until(started + until)
     # The heal starts now: a link may come back while `clear` is still returning.
     healing = time.time()
     await lab.faults.clear(active)
-    applied.append((fault, active.applied_at, healing))
+    applied.append((planned, active.applied_at, healing))
 
 
 async def _sleep_until(deadline: float) -> None:
@@ -174,7 +182,7 @@ def _delivery_problems(spec: ScenarioSpec, reports: list[DeliveryReport]) -> lis
 
 
 async def _partition_problems(
-    spec: ScenarioSpec, lab: Lab, applied: list[tuple[TimedFault, float, float]]
+    spec: ScenarioSpec, lab: Lab, applied: list[tuple[PlannedFault, float, float]]
 ) -> list[str]:
     """disconnect_within / reconnect_within, for every partition of the timeline, from
     both ends' state events."""
@@ -182,7 +190,8 @@ async def _partition_problems(
     if expect.disconnect_within is None and expect.reconnect_within is None:
         return []
     problems = []
-    for fault, cut_at, healed_at in applied:
+    for planned, cut_at, healed_at in applied:
+        fault = planned.fault
         if fault.kind != "partition":
             continue
         a, b = fault.args["between"]
@@ -228,6 +237,12 @@ async def _latency_problems(spec: ScenarioSpec, lab: Lab) -> list[str]:
             if e["kind"] == "acked" and e["message"]["id"] in sent
         )
         if not latencies:
+            # Nothing to measure is no evidence the limit held: a stream whose every
+            # message went unacked must not pass a latency bound.
+            problems.append(
+                f"{stream.sender} → {stream.receiver}: no acks to measure send→ack p95 on "
+                f"(expected below {limit * 1000:g} ms)"
+            )
             continue
         p95 = percentile(latencies, 95)
         lab.progress(

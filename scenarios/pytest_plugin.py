@@ -12,12 +12,13 @@ The fixture starts a fresh stack for the test (with the marker's peers, topology
 and network profile), yields the `Lab` (docs/stack.md, "Writing a scenario"), and on the
 way out tears it down, runs the history checker over the agents' event logs (an invalid
 history fails the test even if its own assertions passed) and writes the results folder
-with its report, as `peerlab run` does. Options:
+with its report and bundle, as `peerlab run` does: a failing test's report ends with the
+command that replays it (`peerlab replay <folder>`, which runs the test again with
+pytest, the same seed and profile option, and says whether the verdict matched). Options:
 
     --peerlab-profile lan,4g     run every `lab` test under each profile (parametrized)
     --peerlab-seed N             the seed of all randomness (default 1)
     --peerlab-results DIR        results root (default ./results)
-    --peerlab-keep               keep the folders of passing tests too
 
 pytest-asyncio runs the tests: mark them `asyncio` or set `asyncio_mode = auto`
 (examples/pytest/ shows a complete setup; docs/plugin.md).
@@ -26,7 +27,6 @@ pytest-asyncio runs the tests: mark them `asyncio` or set `asyncio_mode = auto`
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,6 +35,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from peerlab.scenarios.bundle import plugin_test_record, replay_command, write_bundle
 from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.profile_runtime import network_profile
 from peerlab.scenarios.profiles import Profile, load_profile
@@ -51,9 +52,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--peerlab-profile", help="network profile(s), comma-separated")
     group.addoption("--peerlab-seed", type=int, default=1, help="seed of all randomness")
     group.addoption("--peerlab-results", type=Path, help="results root (default ./results)")
-    group.addoption(
-        "--peerlab-keep", action="store_true", help="keep the results of passing tests too"
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -78,10 +76,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = yield
     if report.when == "call":
         item.stash[_CALL_REPORT] = report
+    call = item.stash.get(_CALL_REPORT, None)
+    folder = item.stash.get(_FOLDER, None)
+    if report.when == "teardown" and call is not None and call.failed and folder is not None:
+        # On the teardown's report, the last part of a failure's entry pytest prints
+        # (it shows a teardown's sections whose name says "teardown"): the failure's
+        # last lines are the way back to it.
+        report.sections.append(("peerlab, after teardown", _evidence(folder)))
     return report
 
 
 _CALL_REPORT = pytest.StashKey[pytest.TestReport]()
+_FOLDER = pytest.StashKey[Path]()
 _RUN_DIR = pytest.StashKey[Path]()
 
 
@@ -105,22 +111,19 @@ async def lab(request: pytest.FixtureRequest, peerlab_profile: str | None) -> As
         topology = profile.topology(topology, names)
     name = re.sub(r"[^A-Za-z0-9_.@-]+", "-", request.node.name).strip("-")
     folder = _run_dir(request.config) / name
+    request.node.stash[_FOLDER] = folder
     config = request.config
+    seed = config.getoption("--peerlab-seed")
+    env = dict(options.get("env") or {})
     started = time.monotonic()
-    the_lab = Lab.open(
-        name,
-        folder,
-        peers=peers,
-        seed=config.getoption("--peerlab-seed"),
-        env=dict(options.get("env") or {}),
-        topology=topology,
-    )
+    the_lab = Lab.open(name, folder, peers=peers, seed=seed, env=env, topology=topology)
     async with the_lab, network_profile(the_lab, profile):
         yield the_lab
     verdict = check_history(folder, the_lab.progress)
     call = request.node.stash.get(_CALL_REPORT, None)
-    passed = call is not None and call.passed and (verdict is None or verdict.valid is not False)
-    error = "" if call is None or call.passed else str(call.longrepr).splitlines()[-1]
+    invalid = verdict is not None and verdict.valid is False
+    passed = call is not None and call.passed and not invalid
+    error = _error(call, verdict.render().splitlines()[0] if invalid else "")
     write_outcome(
         folder,
         {
@@ -135,12 +138,39 @@ async def lab(request: pytest.FixtureRequest, peerlab_profile: str | None) -> As
             "origin": str(request.node.path),
         },
     )
-    if verdict is not None and verdict.valid is False:
-        pytest.fail(
-            f"history checker: {verdict.render(limit=10)}\nevidence: {folder}", pytrace=False
+    try:
+        record = plugin_test_record(
+            name=name,
+            path=Path(request.node.path),
+            node=request.node.nodeid,
+            rootdir=config.rootpath,
+            profile_option=config.getoption("--peerlab-profile"),
         )
-    if passed and not config.getoption("--peerlab-keep"):
-        shutil.rmtree(folder, ignore_errors=True)
+        write_bundle(
+            folder, scenario=record, profile=profile, seed=seed, peers=peers, env=env,
+            passed=passed, error=error, stack=the_lab.stack,
+        )  # fmt: skip
+    except Exception as exc:  # a bundle bug must not change the test's verdict
+        the_lab.progress(f"bundle not written: {type(exc).__name__}: {exc}")
+    if invalid:
+        pytest.fail(
+            f"history checker: {verdict.render(limit=10)}\n{_evidence(folder)}", pytrace=False
+        )
+
+
+def _error(call: pytest.TestReport | None, checker: str) -> str:
+    """The verdict's error line, as `peerlab run` words it: the exception (type: message)
+    the test failed with, else the history checker's first line, else none."""
+    if call is not None and call.failed:
+        crash = getattr(call.longrepr, "reprcrash", None)
+        return crash.message if crash is not None else str(call.longrepr).splitlines()[-1]
+    if call is None:
+        return "the test did not run"
+    return f"history checker: {checker}" if checker else ""
+
+
+def _evidence(folder: Path) -> str:
+    return f"evidence: {folder}\nreplay: {replay_command(folder)}"
 
 
 def _marker_options(node: pytest.Item) -> dict[str, Any]:

@@ -36,22 +36,13 @@ from typing import Any
 from peerlab.router.probe import percentile
 from peerlab.scenarios.check_run import load_run, scenario_folders
 from peerlab.scenarios.checks import RELIABLE
+from peerlab.scenarios.history import fault_windows
 
 Entry = dict[str, Any]
 
 ARROW_CAP = 2000
 """Most arrows drawn: beyond it a browser slows down and the arrows merge into a smear.
 Every message is still counted and in the histograms."""
-FAULT_KINDS = ("shape", "partition", "flap", "rebind", "move")
-"""The `f` of the nemesis entries that are faults (scenarios/faults.py); others, such as
-`nat-check`, are the lab's proofs."""
-ONE_SHOT = ("flap", "rebind", "move")
-"""Faults that are over when their own `ok` (or `fail`) is recorded: a flap returns after
-its last cycle, a rebind or a move is a single change. The others (shape, partition) last
-until `clear-<kind>` is done, or until the teardown when never cleared."""
-EXAMPLES = 5
-"""Anomalies listed per class on the page; the counts cover all of them."""
-
 
 # ---- the data model (pure) ----
 
@@ -117,63 +108,16 @@ def _drawn(messages: Sequence[Entry], cap: int) -> list[Entry]:
 
 
 def fault_bands(history: Sequence[Entry], t0: float, t_end: float) -> list[Entry]:
-    """Time bands of the faults in the harness's history (run seconds).
-
-    A fault starts at its `invoke` entry (it is applied right after; its `ok` only comes
-    once the proof has been measured). It ends when its `clear-<kind>` is done (that
-    entry's `ok`), at its own `ok`/`fail` for one-shot faults (ONE_SHOT), or at the end of
-    the run for a fault never cleared: the teardown removes it. A failed proof is marked.
-    """
-    bands: list[Entry] = []
-    # Open faults by (kind, target, value): clear entries repeat the fault's value.
-    open_: dict[tuple[str, str, str], list[Entry]] = defaultdict(list)
-    for h in sorted(history, key=lambda h: h.get("index", 0)):
-        if h.get("process") != "nemesis":
-            continue
-        f, kind = h.get("f", ""), h.get("type")
-        clearing = f.startswith("clear-")
-        fault = f.removeprefix("clear-")
-        if fault not in FAULT_KINDS:
-            continue
-        key = (fault, h.get("target", ""), json.dumps(h.get("value"), sort_keys=True))
-        t = round(h["t_wall"] - t0, 4)
-        if not clearing and kind == "invoke":
-            band = {
-                "kind": fault,
-                "target": h.get("target", ""),
-                "label": _fault_label(fault, h.get("target", ""), h.get("value")),
-                "start": t,
-                "end": None,
-                "backend": "",
-                "failed": False,
-                "until_teardown": False,
-            }
-            bands.append(band)
-            open_[key].append(band)
-        elif not open_[key]:
-            continue  # the end of a fault whose start the history does not hold
-        elif clearing and kind in ("ok", "fail"):
-            open_[key].pop(0)["end"] = t
-        elif not clearing and kind in ("ok", "fail"):
-            band = open_[key][0]
-            band["backend"] = h.get("backend", band["backend"])
-            band["failed"] = band["failed"] or kind == "fail"
-            if fault in ONE_SHOT:
-                band["end"] = t
-                open_[key].pop(0)
-    for band in bands:
-        if band["end"] is None:
-            band["end"] = round(t_end - t0, 4)
-            band["until_teardown"] = True
-    return bands
-
-
-def _fault_label(kind: str, target: str, value: Any) -> str:
-    details = ""
-    if isinstance(value, dict):
-        # a and b are already the target ("peer1/peer2").
-        details = ", ".join(f"{k}={v}" for k, v in value.items() if k not in ("a", "b"))
-    return f"{kind} {target}" + (f" ({details})" if details else "")
+    """The faults in the harness's history as time bands (run seconds): when each was
+    active, as `history.fault_windows` reads it for the checker too."""
+    return [
+        {
+            **window.to_json(),
+            "start": round(window.start - t0, 4),
+            "end": round(window.end - t0, 4),
+        }
+        for window in fault_windows(history, t_end)
+    ]
 
 
 def latency_edges(largest_ms: float) -> list[float]:
@@ -261,15 +205,12 @@ def _summary(
 def _check(check: Mapping[str, Any] | None) -> Entry | None:
     if check is None:
         return None
-    anomalies = check.get("anomalies") or {}
-    counts = dict(check.get("counts") or {})
-    for name, listed in anomalies.items():
-        counts.setdefault(name, len(listed))
     return {
         "valid": check.get("valid"),
         "exit_code": check.get("exit_code"),
-        "counts": counts,
-        "examples": {name: list(listed[:EXAMPLES]) for name, listed in anomalies.items()},
+        "counts": dict(check.get("counts") or {}),
+        # Per sender → receiver and conversation: each class's count and first few.
+        "by_pair": list(check.get("by_pair") or []),
         "notes": list(check.get("notes") or []),
     }
 
@@ -381,26 +322,28 @@ def _check_html(model: Entry) -> str:
             for name, n in sorted(check["counts"].items())
         )
         parts.append(f"<table class='counts'><tr><th>class</th><th>count</th></tr>{rows}</table>")
-    for name, examples in sorted(check["examples"].items()):
-        if not examples:
-            continue
-        shown = "".join(
-            "<li>"
-            + html.escape(
-                f"{a.get('sender')} → {a.get('receiver')}: {a.get('type') or 'message'} "
-                f"{(a.get('id') or '?')[:8]}… (conversation {a.get('conversation')}, "
-                f"seq {a.get('seq')}): {a.get('detail', '')}"
-            )
-            + "</li>"
-            for a in examples
-        )
-        more = check["counts"].get(name, len(examples)) - len(examples)
-        tail = f"<li class='muted'>and {more} more</li>" if more > 0 else ""
-        parts.append(
-            f"<details><summary>{html.escape(name)}</summary><ul>{shown}{tail}</ul></details>"
-        )
+    parts.extend(_pair_html(pair) for pair in check["by_pair"])
     parts.extend(f"<p class='muted'>{html.escape(str(n))}</p>" for n in check["notes"])
     return "".join(parts)
+
+
+def _pair_html(pair: Entry) -> str:
+    """One sender → receiver and conversation of the checker's result, folded: its count
+    per class, unfolding to the first few anomalies of each with the faults meanwhile."""
+    where = f", conversation {pair['conversation']}" if pair.get("conversation") else ""
+    tally = ", ".join(f"{name} {n}" for name, n in pair["counts"].items())
+    items = []
+    for name, examples in pair["examples"].items():
+        for a in examples:
+            seq = f" (seq {a['seq']})" if a.get("seq") is not None else ""
+            during = f"; during {', '.join(a['during'])}" if a.get("during") else ""
+            what = f"{a.get('type') or 'message'} {(a.get('id') or '?')[:8]}…{seq}"
+            items.append(f"{name}: {what}: {a.get('detail', '')}{during}")
+        if (more := pair["counts"][name] - len(examples)) > 0:
+            items.append(f"and {more} more {name}")
+    shown = "".join(f"<li>{html.escape(item)}</li>" for item in items)
+    summary = html.escape(f"{pair['sender']} → {pair['receiver']}{where}: {tally}")
+    return f"<details class='pair'><summary>{summary}</summary><ul>{shown}</ul></details>"
 
 
 def _messages_html(model: Entry) -> str:
@@ -549,7 +492,7 @@ _JS = """
       tip(el(g, "rect", {x: x(f.start), y: 4, width: w, height: bottom - 4}),
         f.label + ": " + fmt(f.start) + " \\u2192 " + fmt(f.end) +
         (f.backend ? " [" + f.backend + "]" : "") + (f.failed ? ", proof FAILED" : "") +
-        (f.until_teardown ? ", never cleared (until the teardown)" : ""));
+        (f.until_end ? ", never ended (until the end of the run)" : ""));
       el(g, "text", {x: x(f.start) + 3, y: 14 + i * bandRow},
         f.label + (f.failed ? " \\u2014 proof failed" : ""));
     });

@@ -4,19 +4,17 @@ profile or none, and records the outcome (results folder, JUnit).
 Each scenario (x profile) gets its own results folder `results/<run id>/<scenario>/`
 (`<scenario>@<profile>/` under a profile) holding every agent's event log (`events/`),
 every container's log (`logs/`), the agents' final states, Toxiproxy's state, the run's
-history, `outcome.json`, `check.json` and `report.html` (docs/report.md; JUnit links
-it): after every scenario the history checker
-(docs/checker.md) reads all the agents' event logs and the history together, and an
-invalid history fails the scenario even when its own assertions passed. A passing
-scenario's folder is removed unless `keep`; a
-failing one is kept and its path printed. One JUnit XML file describes the whole run, one
-test case per scenario x profile.
+history, `outcome.json`, `check.json`, `bundle.json` and `report.html` (docs/report.md; JUnit
+links it): after every scenario the history checker (docs/checker.md) reads all the
+agents' event logs and the history together, and an invalid history fails the scenario
+even when its own assertions passed. Every folder is kept, a passing run's too: it is the
+run's bundle (docs/replay.md), and a failing one's path is printed. One JUnit XML file
+describes the whole run, one test case per scenario x profile.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import traceback
@@ -26,7 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from peerlab.scenarios.bundle import replay_command, write_bundle
+from peerlab.scenarios.bundle import replay_command, scenario_record, write_bundle
 from peerlab.scenarios.catalog import Scenario
 from peerlab.scenarios.check_run import check_folder, load_run
 from peerlab.scenarios.checker import CheckResult
@@ -82,7 +80,6 @@ async def run_scenario(
     *,
     peers: int | None = None,
     seed: int = 1,
-    keep: bool = False,
     env: dict[str, str] | None = None,
     profile: Profile | None = None,
 ) -> Outcome:
@@ -128,14 +125,11 @@ async def run_scenario(
     if folder.exists():
         try:
             write_bundle(
-                folder, scenario=scenario, profile=profile, seed=seed, peers=peers, env=env,
-                outcome=outcome, stack=lab.stack,
+                folder, scenario=scenario_record(scenario), profile=profile, seed=seed,
+                peers=peers, env=env, passed=outcome.passed, error=outcome.error, stack=lab.stack,
             )  # fmt: skip
         except Exception as exc:  # a bundle bug must not change the scenario's verdict
             print(f"{name}: bundle not written: {type(exc).__name__}: {exc}", file=sys.stderr)
-    if outcome.passed and not keep:
-        shutil.rmtree(folder, ignore_errors=True)
-        outcome.folder = None
     return outcome
 
 
@@ -162,11 +156,15 @@ def check_history(folder: Path, progress: Callable[[str], None]) -> CheckResult 
     return verdict
 
 
+OUTCOME = "outcome.json"
+"""A scenario's verdict in its results folder (what `write_outcome` writes)."""
+
+
 def write_outcome(folder: Path, record: dict[str, Any]) -> None:
     """outcome.json and the report (which shows it) in the scenario's folder."""
     if not folder.exists():
         return
-    (folder / "outcome.json").write_text(json.dumps(record))
+    (folder / OUTCOME).write_text(json.dumps(record))
     try:
         write_report(folder)
     except Exception as exc:  # a report bug must not change the scenario's verdict

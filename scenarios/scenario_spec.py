@@ -24,6 +24,14 @@ DEFAULT_SETTLE = 30.0
 DEFAULT_KILL_S = 2.0
 
 
+ARRIVALS = ("even", "poisson")
+PICKS = ("cycle", "random")
+
+Window = tuple[float, float]
+"""Seconds, earliest and latest: a fixed time is a window of one instant. The run's seed
+draws the time from it (scenarios/workload_plan.py)."""
+
+
 @dataclass(frozen=True)
 class Stream:
     sender: str
@@ -33,31 +41,27 @@ class Stream:
     start: float
     duration: float
     conversation: str
+    arrivals: str = "even"
+    """even: one message every 1/rate s; poisson: gaps drawn from the seed, 1/rate on
+    average."""
+    pick: str = "cycle"
+    """cycle: the types in order; random: each message's type drawn from the seed."""
 
     @property
     def end(self) -> float:
         return self.start + self.duration
 
-    @property
-    def count(self) -> int:
-        """How many messages it sends: one every 1/rate s from `start`, before `end`."""
-        return max(1, int(self.duration * self.rate + 1e-9))
-
 
 @dataclass(frozen=True)
 class TimedFault:
-    at: float
+    at: Window
     """Seconds from the workload's start."""
-    duration: float | None
+    duration: Window | None
     """Seconds it lasts (None: until the workload ends)."""
     kind: str
     """partition, shape, flap, rebind or kill."""
     args: dict[str, Any]
     line: int
-
-    def describe(self) -> str:
-        lasting = f" for {self.duration:g}s" if self.duration is not None else ""
-        return f"{self.kind} {self.args} at {self.at:g}s{lasting} (line {self.line})"
 
 
 @dataclass(frozen=True)
@@ -144,6 +148,8 @@ def load_scenario_spec(path: Path) -> ScenarioSpec:
                 duration(item.get("start", 0)),
                 length,
                 item.get("conversation", f"{sender}-{receiver}"),
+                item.get("arrivals", "even"),
+                item.get("pick", "cycle"),
             )
         )
     end = max(s.end for s in streams)
@@ -165,6 +171,11 @@ def load_scenario_spec(path: Path) -> ScenarioSpec:
         for i, item in enumerate(data.get("faults", []))
     )
     expect = data.get("expect", {})
+    for key in ("disconnect_within", "reconnect_within"):
+        if key in expect and not any(f.kind == "partition" for f in faults):
+            raise document.error(
+                ("expect", key), "is measured per partition, and the timeline has none"
+            )
     expectations = Expectations(
         **{k: v for k, v in expect.items() if isinstance(v, bool)},
         **{k: duration(v) for k, v in expect.items() if not isinstance(v, bool)},
@@ -185,15 +196,25 @@ def load_scenario_spec(path: Path) -> ScenarioSpec:
     )
 
 
+def _window(document: Document, where: tuple, value: Any) -> Window:
+    """A duration, or [earliest, latest] (the seed draws from it): earliest ≤ latest."""
+    if not isinstance(value, list):
+        return duration(value), duration(value)
+    earliest, latest = duration(value[0]), duration(value[1])
+    if earliest > latest:
+        raise document.error(where, f"[{earliest:g}s, {latest:g}s]: earliest after latest")
+    return earliest, latest
+
+
 def _fault(document, where, item, end, check_peer, check_pair) -> TimedFault:
-    at = duration(item["at"])
-    lasting = duration(item["for"]) if "for" in item else None
-    if at >= end:
+    at = _window(document, (*where, "at"), item["at"])
+    lasting = _window(document, (*where, "for"), item["for"]) if "for" in item else None
+    if at[1] >= end:
         raise document.error(
-            (*where, "at"), f"{at:g}s is not before the workload's end ({end:g}s): it would "
-            "never act on any message",
+            (*where, "at"), f"{at[1]:g}s is not before the workload's end ({end:g}s): it "
+            "would never act on any message",
         )  # fmt: skip
-    if lasting is not None and lasting <= 0:
+    if lasting is not None and lasting[0] <= 0:
         raise document.error((*where, "for"), "must be longer than 0")
     (kind,) = (k for k in ("partition", "shape", "flap", "rebind", "kill") if k in item)
     spec = item[kind]
@@ -229,7 +250,7 @@ def _fault(document, where, item, end, check_peer, check_pair) -> TimedFault:
     else:
         args = {"peer": check_peer(at_kind, spec)}
         if kind == "kill" and lasting is None:
-            lasting = DEFAULT_KILL_S
+            lasting = DEFAULT_KILL_S, DEFAULT_KILL_S
         if kind == "rebind" and lasting is not None:
             raise document.error((*where, "for"), "a rebind is instant; drop `for`")
     return TimedFault(at, lasting, kind, args, document.line(where))

@@ -2,7 +2,7 @@
 and report how flaky it is (docs/replay.md).
 
     peerlab soak <scenario>|<file.py>|<file.yaml> [--runs N] [--profile P] [--seed S]
-                 [--peers N] [--keep] [--results DIR]
+                 [--peers N] [--results DIR]
 
 Each run is a `peerlab run` of its own (fresh stack, own results folder under one soak
 folder, its bundle). The report: the pass rate with its 95 % Wilson score interval, the
@@ -89,9 +89,6 @@ def add_soak_parser(subparsers: argparse._SubParsersAction) -> None:
     soak.add_argument("--profile", help="one network profile: a shipped name or a file's path")
     soak.add_argument("--seed", type=int, default=1, help="the first run's seed (default 1)")
     soak.add_argument("--peers", type=int, help="number of peers (at least what the plan needs)")
-    soak.add_argument(
-        "--keep", action="store_true", help="keep the results folders of passing runs too"
-    )
     soak.add_argument("--results", type=Path, help="results root (default: ./results)")
 
 
@@ -132,7 +129,7 @@ async def _soak(args: argparse.Namespace, scenario, profile) -> list[RunResult]:
         run_dir = soak_dir / f"{soak_dir.name}-seed-{seed}"
         run_dir.mkdir()
         outcome = await run_scenario(
-            scenario, run_dir, peers=args.peers, seed=seed, keep=args.keep, profile=profile
+            scenario, run_dir, peers=args.peers, seed=seed, profile=profile
         )
         results.append(
             RunResult(seed, outcome.passed, outcome.seconds, outcome.error, outcome.folder)

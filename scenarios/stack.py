@@ -224,11 +224,20 @@ class Stack:
     async def up(self, services: Sequence[str], timeout: float = 120.0) -> None:
         """Create and start services, not waiting for them to be ready: the lab asks each
         one itself (scenarios/readiness.py), every 0.1 s rather than at Docker's health
-        check interval, which on this engine also delays the first check."""
+        check interval, which on this engine also delays the first check. A service that
+        exists already is only started, never recreated: a run keeps the containers (and
+        their state) it began with even if an image was rebuilt meanwhile."""
         self.events_dir.mkdir(parents=True, exist_ok=True)
         hold(self.project, "stack")
         await self.compose(
-            "up", "--detach", "--no-build", "--pull", "never", *services, timeout=timeout
+            "up",
+            "--detach",
+            "--no-build",
+            "--no-recreate",
+            "--pull",
+            "never",
+            *services,
+            timeout=timeout,
         )
 
     async def down(self) -> None:

@@ -246,3 +246,33 @@ async def test_a_bye_that_crosses_our_own_close_does_not_kill_the_next_connectio
     current = alice.manager._links["bob"].session
     await alice.manager.handle_signal({"type": "bye", "from": "bob", "session": current})
     assert alice.manager.state("bob") is P2PConnectionState.CLOSED
+
+
+async def test_a_bye_for_an_attempt_we_never_saw_does_not_kill_the_next_connection(make_agent):
+    """Seen in nat_matrix under the satellite profile: both ends closed at once while bob
+    was offering again after a failed attempt, his offer not yet sent; his bye named that
+    attempt's session, which alice never saw. She obeyed it and her new connect waited
+    forever, with no attempt left on either side."""
+    alice = await make_agent("alice")
+    await make_agent("bob")
+    await alice.connect("bob")
+    await alice.manager.disconnect("bob")
+    connecting = asyncio.create_task(alice.connect("bob"))
+    await asyncio.sleep(0)
+    mark = alice.events.last_seq
+    await alice.manager.handle_signal(
+        {"type": "bye", "from": "bob", "session": "an-attempt-alice-never-saw"}
+    )
+    await asyncio.wait_for(connecting, timeout=20)
+    assert alice.manager.state("bob") is P2PConnectionState.CONNECTED
+    assert alice.events.since(mark, {"kind": "stale_bye", "peer": "bob"})
+
+
+async def test_a_bye_still_closes_a_link_this_side_never_closed(make_agent):
+    """Only a close of our own can be echoed: otherwise a bye for any session stops the
+    link (the remote may not have seen our latest attempt when it closed)."""
+    alice = await make_agent("alice")
+    await make_agent("bob")
+    await alice.connect("bob")
+    await alice.manager.handle_signal({"type": "bye", "from": "bob", "session": "older"})
+    assert alice.manager.state("bob") is P2PConnectionState.CLOSED

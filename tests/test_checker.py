@@ -131,7 +131,12 @@ def test_acked_but_never_delivered_is_lost_after_ack():
         "bob",
         1,
     )
-    assert f"alice → bob: text {gone['id'][:8]}… (conversation c, seq 1)" in run.check().render()
+    rendered = run.check().render().splitlines()
+    assert rendered[1:3] == [
+        "alice → bob, conversation c: lost_after_ack 1",
+        "  lost_after_ack (1):",
+    ]
+    assert rendered[3].startswith(f"    text {gone['id'][:8]}… (seq 1): acked (ack frame")
 
 
 def test_neither_acked_nor_delivered_from_a_live_sender_is_lost():
@@ -326,7 +331,7 @@ def test_what_the_double_delivery_agent_produces_is_caught():
     (diverged,) = result.anomalies["diverged"]
     assert diverged.id == hello["id"] and "edits: 1 at alice, 2 at bob" in diverged.detail
     assert result.render().startswith("INVALID: 3 anomalies (duplicated 2, diverged 1)")
-    assert f"edit {edit['id'][:8]}… (conversation c, seq 1): delivered 2 times" in result.render()
+    assert f"edit {edit['id'][:8]}… (seq 1): delivered 2 times" in result.render()
 
 
 def _write(folder: Path, run: Run, history: list[dict] | None = None) -> Path:
@@ -435,17 +440,143 @@ def test_to_json_has_the_documented_shape():
     run.deliver("bob", twice)
     run.stopped("alice", "bob")
     out = json.loads(json.dumps(run.check().to_json()))
-    assert set(out) == {"valid", "exit_code", "counts", "anomalies", "notes"}
+    assert set(out) == {"valid", "exit_code", "counts", "anomalies", "by_pair", "faults", "notes"}
     assert (out["valid"], out["exit_code"], out["counts"]["duplicated"]) == (False, 1, 1)
-    assert out["anomalies"]["duplicated"][0] == {
+    duplicated = out["anomalies"]["duplicated"][0]
+    assert duplicated == {
         "sender": "alice",
         "receiver": "bob",
         "conversation": "c",
         "type": "text",
         "id": twice["id"],
         "seq": 0,
-        "detail": out["anomalies"]["duplicated"][0]["detail"],
+        "detail": duplicated["detail"],
+        "start": run.logs["bob"][2]["t_wall"],  # the first copy delivered
+        "end": run.logs["bob"][-2]["t_wall"],  # the second
+        "during": [],
     }
+    assert out["by_pair"] == [
+        {
+            "sender": "alice",
+            "receiver": "bob",
+            "conversation": "c",
+            "counts": {"duplicated": 1},
+            "examples": {"duplicated": [duplicated]},
+        }
+    ]
+    assert out["faults"] == []
+
+
+def test_anomalies_are_counted_and_listed_per_sender_receiver_and_conversation(tmp_path, capsys):
+    run = _run("alice", "bob")
+    lost = [run.send("alice", "bob", conversation="a") for _ in range(7)]
+    twice = run.exchange("alice", "bob", conversation="b")
+    run.deliver("bob", twice)
+    run.send("bob", "alice", conversation="a")
+    run.exchange("alice", "bob", conversation="a")
+    run.stopped("alice", "bob")
+    result = run.check()
+    assert result.counts["lost"] == 8 and result.counts["duplicated"] == 1  # the overall counts
+    out = result.to_json(limit=3)
+    assert [
+        (g["sender"], g["receiver"], g["conversation"], g["counts"]) for g in out["by_pair"]
+    ] == [
+        ("alice", "bob", "a", {"lost": 7}),
+        ("alice", "bob", "b", {"duplicated": 1}),
+        ("bob", "alice", "a", {"lost": 1}),
+    ]
+    assert [a["id"] for a in out["by_pair"][0]["examples"]["lost"]] == [m["id"] for m in lost[:3]]
+    lines = result.render(limit=3).splitlines()
+    assert lines[0] == "INVALID: 9 anomalies (lost 8, duplicated 1)"
+    start = lines.index("alice → bob, conversation a: lost 7")
+    assert lines[start + 1] == "  lost (7):"
+    assert lines[start + 2].startswith(f"    text {lost[0]['id'][:8]}… (seq 0): never acked")
+    assert lines[start + 5] == "    … and 4 more"
+    assert "alice → bob, conversation b: duplicated 1" in lines
+    assert "bob → alice, conversation a: lost 1" in lines
+    # `peerlab check --json --limit` lists as many per group.
+    folder = _write(tmp_path / "scenario", run)
+    parser = argparse.ArgumentParser()
+    add_check_parser(parser.add_subparsers(dest="command"))
+    assert run_check(parser.parse_args(["check", str(folder), "--json", "--limit", "2"])) == 1
+    printed = json.loads(capsys.readouterr().out)["scenario"]
+    assert len(printed["by_pair"][0]["examples"]["lost"]) == 2
+
+
+def _nemesis(index: int, t_wall: float, type_: str, f: str, value: dict, **extra) -> dict:
+    return {"index": index, "t_wall": t_wall, "process": "nemesis", "type": type_, "f": f,
+            "value": value, **extra}  # fmt: skip
+
+
+def test_each_anomaly_names_the_faults_active_at_its_ends_meanwhile():
+    run = _run("alice", "bob", "carol")
+    run.exchange("alice", "bob")
+    cut = {"a": "alice", "b": "bob", "direction": "both"}
+    slow = {"direction": "both", "delay_ms": 80}
+    t = run.now
+    history = [
+        _nemesis(0, t, "invoke", "shape", slow, target="carol"),  # another peer's link
+        _nemesis(1, t + 0.001, "invoke", "partition", cut, target="alice/bob"),
+    ]
+    during_cut = run.send("alice", "bob")  # lost without an ack while alice/bob is cut
+    history.append(_nemesis(2, run.now + 0.001, "ok", "clear-partition", cut, target="alice/bob"))
+    run.exchange("carol", "bob")
+    twice = run.exchange("alice", "bob")  # duplicated after the cut was healed
+    run.deliver("bob", twice)
+    history.append(_nemesis(3, run.now + 0.001, "invoke", "shape", slow, target="signaling"))
+    after = run.exchange("bob", "alice")  # duplicated while signaling, which all use, is slow
+    run.deliver("alice", after)
+    run.stopped("alice", "bob", "carol")
+    result = run.check(history)
+    by_id = {a.id: a for found in result.anomalies.values() for a in found}
+    # Never settled, a lost message's span runs to the run's end: the later shaping too.
+    assert by_id[during_cut["id"]].during == (
+        "partition alice/bob (direction=both)",
+        "shape signaling (direction=both, delay_ms=80)",
+    )
+    assert by_id[twice["id"]].during == ()
+    assert by_id[after["id"]].during == ("shape signaling (direction=both, delay_ms=80)",)
+    assert by_id[during_cut["id"]].start == run.logs["alice"][3]["t_wall"]
+    assert by_id[during_cut["id"]].end == run.logs["carol"][-1]["t_wall"]  # the run's end
+    assert (
+        f"text {during_cut['id'][:8]}… (seq 1): never acked and never delivered; "
+        "during partition alice/bob (direction=both), shape signaling"
+    ) in result.render()
+    out = result.to_json()
+    assert [(w["label"], w["until_end"]) for w in out["faults"]] == [
+        ("shape carol (direction=both, delay_ms=80)", True),
+        ("partition alice/bob (direction=both)", False),
+        ("shape signaling (direction=both, delay_ms=80)", True),
+    ]
+    (lost,) = [g for g in out["by_pair"] if g["sender"] == "alice" and "lost" in g["counts"]]
+    assert lost["examples"]["lost"][0]["during"][0] == "partition alice/bob (direction=both)"
+    # Faults explain; they excuse nothing: the verdict is the one without them.
+    assert (result.valid, result.exit_code) == (run.check().valid, run.check().exit_code)
+
+
+def test_a_message_lost_with_its_killed_sender_names_the_kill():
+    run = _run("alice", "bob")
+    run.exchange("alice", "bob")
+    gone = run.send("alice", "bob")
+    history = [
+        _nemesis(0, run.now + 0.001, "invoke", "kill", {"peer": "alice"}),
+        _nemesis(1, run.now + 0.002, "ok", "kill", {"peer": "alice"}),
+        _nemesis(2, run.now + 0.5, "invoke", "restart", {"peer": "alice"}),
+    ]
+    run.now += 1
+    run.started("alice")
+    history.append(_nemesis(3, run.now + 0.001, "ok", "restart", {"peer": "alice"}))
+    run.exchange("alice", "bob")
+    run.stopped("alice", "bob")
+    result = run.check(history)
+    assert result.valid is True, result.render()
+    (anomaly,) = result.anomalies["lost_with_dead_sender"]
+    assert anomaly.id == gone["id"] and anomaly.during == ("kill alice",)
+    assert result.render().splitlines()[:3] == [
+        "VALID: 1 senders, 3 messages checked",
+        "allowed: lost_with_dead_sender 1",
+        "alice → bob, conversation c: lost_with_dead_sender 1",
+    ]
 
 
 def test_load_run_never_raises_on_bad_content(tmp_path):

@@ -54,6 +54,4 @@ def test_a_bad_marker_or_profile_fails_before_any_stack(pytester):
 
 def test_the_plugin_documents_its_options(pytester):
     result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(
-        ["*--peerlab-profile*", "*--peerlab-seed*", "*--peerlab-results*", "*--peerlab-keep*"]
-    )
+    result.stdout.fnmatch_lines(["*--peerlab-profile*", "*--peerlab-seed*", "*--peerlab-results*"])

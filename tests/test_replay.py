@@ -22,14 +22,18 @@ import pytest
 from peerlab.scenarios import bundle, catalog
 from peerlab.scenarios.profiles import load_profile
 from peerlab.scenarios.replay import (
+    compare_plans,
     compare_verdicts,
     normalize,
     rebuild_profile,
     rebuild_scenario,
+    recorded_plan,
+    rerun_command,
     run_replay,
 )
-from peerlab.scenarios.runner import Outcome
+from peerlab.scenarios.scenario_spec import load_scenario_spec
 from peerlab.scenarios.soak import RunResult, percentile, summary, wilson_interval
+from peerlab.scenarios.workload_plan import plan_run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FAILING_ON_PURPOSE = REPO_ROOT / "examples" / "scenarios" / "failing_on_purpose.yaml"
@@ -82,16 +86,16 @@ def _write(folder: Path, scenario, profile, monkeypatch, error: str = "") -> dic
     (folder / "check.json").write_text(
         json.dumps({"valid": False, "counts": {"lost": 2, "duplicated": 0}})
     )
-    outcome = Outcome("slow_chat@slow", not error, 1.0, 2, 4, 4, 1, error, folder=folder)
     stack = SimpleNamespace(files=[REPO_ROOT / "compose.yaml"])
     bundle.write_bundle(
         folder,
-        scenario=scenario,
+        scenario=bundle.scenario_record(scenario),
         profile=profile,
         seed=7,
         peers=2,
         env={"RETRANSMIT_AFTER": "0.3"},
-        outcome=outcome,
+        passed=not error,
+        error=error,
         stack=stack,
     )
     return bundle.read_bundle(folder)
@@ -175,7 +179,7 @@ def test_a_bad_bundle_is_refused_with_exit_status_2(tmp_path, capsys, content, m
         (tmp_path / bundle.BUNDLE).write_text(content)
     with pytest.raises(bundle.BundleError, match=message):
         bundle.read_bundle(tmp_path)
-    args = argparse.Namespace(bundle=tmp_path, keep=False, results=None)
+    args = argparse.Namespace(bundle=tmp_path, results=None)
     assert run_replay(args) == 2
     assert message in capsys.readouterr().err
 
@@ -271,6 +275,44 @@ def test_the_soak_summary_names_every_failing_seed_with_its_replay_command(tmp_p
 # ---- a real failing run, replayed ----
 
 
+def test_a_replay_must_draw_the_same_plan_when_both_runs_recorded_one():
+    plan = {"sends": [[[0.1, "text"], [0.5, "edit"]]], "faults": [{"kind": "shape", "at": 1.2}]}
+    moved = {**plan, "faults": [{"kind": "shape", "at": 0.7}]}
+    assert compare_plans(plan, plan) == (
+        True, "the same 2 messages and faults (shape at 1.2s)",
+    )  # fmt: skip
+    assert compare_plans(plan, moved)[0] is False
+    assert compare_plans(None, plan)[0] is True  # a Python plan records none
+
+
+def test_the_plan_is_read_back_from_the_history_past_damaged_lines(tmp_path):
+    plan = {"sends": [], "faults": []}
+    entries = [
+        "not json",
+        json.dumps({"process": "nemesis", "f": "shape", "value": {}}),
+        json.dumps({"process": "generator", "type": "info", "f": "plan", "value": plan}),
+    ]
+    (tmp_path / "history.jsonl").write_text("\n".join(entries) + "\n")
+    assert recorded_plan(tmp_path) == plan
+    assert recorded_plan(tmp_path / "nothing-here") is None
+
+
+def test_a_plugin_test_is_rerun_with_its_seed_and_profile_option(tmp_path):
+    record = {"node": "tests/test_chat.py::test_chat[4g]", "profile_option": "lan,4g"}
+    command = rerun_command(record, 9, tmp_path)
+    assert command[1:4] == ["-m", "pytest", "tests/test_chat.py::test_chat[4g]"]
+    assert command[-6:] == [
+        "--peerlab-seed", "9", "--peerlab-results", str(tmp_path), "--peerlab-profile", "lan,4g",
+    ]  # fmt: skip
+    assert "--peerlab-profile" not in rerun_command({**record, "profile_option": None}, 9, tmp_path)
+
+
+def test_object_addresses_do_not_make_two_failures_differ():
+    assert normalize("assert 3 == 99 where <Counters object at 0x7f3a2b1c>") == normalize(
+        "assert 3 == 99 where <Counters object at 0x7f99aa00>"
+    )
+
+
 def _peerlab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "peerlab.scenarios.cli", *args],
@@ -305,3 +347,60 @@ def test_a_failing_seeded_run_ends_with_its_replay_command_and_the_replay_reprod
         replay.stdout
     )
     assert "seed 7, 2 peers" in replay.stderr
+    # The seed drew the messages, their types and times, and the fault's window: the
+    # replay drew and played the same (compared from both runs' histories).
+    (replayed,) = (f for f in tmp_path.glob("*/failing_on_purpose") if f != folder)
+    drawn = recorded_plan(folder)
+    assert drawn == plan_run(load_scenario_spec(FAILING_ON_PURPOSE), 7).record()
+    assert recorded_plan(replayed) == drawn
+    assert "plan matched: the same 11 messages and faults (shape at 0.223s)" in replay.stdout
+    assert drawn != plan_run(load_scenario_spec(FAILING_ON_PURPOSE), 8).record()
+
+
+FAILING_TEST = """\
+import pytest
+
+@pytest.mark.peerlab(peers=2)
+async def test_acks_come_back_at_once(lab):
+    await lab.connect("peer1", "peer2")
+    await lab.send_texts("peer1", "peer2", "c", 3)
+    await lab.assert_delivered([("peer1", "peer2")])
+    acked = lab.counters.acked
+    assert acked == 99, f"{acked} acked, the test wants 99"
+"""
+
+
+@pytest.mark.containers(stack_s=14)
+def test_a_failing_plugin_test_ends_with_its_replay_command_and_the_replay_reproduces_it(
+    tmp_path,
+):
+    """The pytest plugin's runs are bundles too: the failure's report ends with the replay
+    command, and `peerlab replay` runs the test again with pytest and compares."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_acks.py").write_text(FAILING_TEST)
+    (project / "pytest.ini").write_text("[pytest]\nasyncio_mode = auto\n")
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--peerlab-seed", "5",
+         "--peerlab-results", str(results)],
+        cwd=project, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout[-3000:] + run.stderr[-2000:]
+    (folder,) = results.glob("*/test_acks_come_back_at_once")
+    failure = run.stdout.split("= FAILURES =")[1].split("= short test summary")[0]
+    assert failure.rstrip(" =\n").endswith(f"replay: peerlab replay {folder}"), failure
+    recorded = bundle.read_bundle(folder)
+    assert recorded["scenario"]["kind"] == bundle.PYTEST and recorded["seed"] == 5
+    assert recorded["verdict"]["problems"] == [
+        "AssertionError: 3 acked, the test wants 99",
+        "assert 3 == 99",
+    ]
+
+    replay = _peerlab("replay", str(folder), "--results", str(tmp_path / "replays"))
+    assert replay.returncode == 0, replay.stdout + replay.stderr[-3000:]
+    assert "verdict matched: both failed with AssertionError: # acked, the test wants #" in (
+        replay.stdout
+    )
+    assert "pytest test_acks.py::test_acks_come_back_at_once" in replay.stderr
+    assert "seed 5" in replay.stderr

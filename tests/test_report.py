@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
+import peerlab.scenarios
+from peerlab.scenarios.history import ENDED_BY, ENDINGS, FAULT_KINDS, PROOFS
 from peerlab.scenarios.report import (
-    FAULT_KINDS,
     add_report_parser,
     build_model,
     fault_bands,
@@ -187,7 +188,7 @@ def test_fault_bands_run_from_invoke_to_clear_one_shot_end_or_teardown():
         ("shape", 17.0, 30.0),  # never cleared: until the teardown
         ("rebind", 19.0, 20.0),
     ]
-    assert [b["until_teardown"] for b in bands] == [False, False, True, False]
+    assert [b["until_end"] for b in bands] == [False, False, True, False]
     assert [b["failed"] for b in bands] == [False, False, False, True]
     assert bands[0]["label"] == "partition peer1/peer2 (direction=both)"
     assert bands[0]["backend"] == "iptables"
@@ -204,6 +205,89 @@ def test_two_identical_faults_are_cleared_in_the_order_they_were_applied():
     ]
     bands = fault_bands(history, T0, T0 + 10.0)
     assert [(b["start"], b["end"]) for b in bands] == [(1.0, 3.0), (2.0, 10.0)]
+
+
+def test_a_kill_lasts_until_its_peers_restart_or_the_end_of_the_run():
+    history = [
+        nemesis(0, 2.0, "invoke", "kill", {"peer": "peer1"}),
+        nemesis(1, 2.1, "ok", "kill", {"peer": "peer1"}),
+        nemesis(2, 3.0, "invoke", "kill", {"peer": "peer2"}),
+        nemesis(3, 3.1, "ok", "kill", {"peer": "peer2"}),
+        nemesis(4, 5.0, "invoke", "restart", {"peer": "peer1"}),
+        nemesis(5, 7.0, "ok", "restart", {"peer": "peer1"}),
+    ]
+    bands = fault_bands(history, T0, T0 + 12.0)
+    # Down from the kill until its agent answers again; peer2 never came back.
+    assert [(b["label"], b["start"], b["end"], b["until_end"]) for b in bands] == [
+        ("kill peer1", 2.0, 7.0, False),
+        ("kill peer2", 3.0, 12.0, True),
+    ]
+
+
+def test_each_flapping_profile_cut_is_a_band_from_its_invoke_to_its_info():
+    cut = {"cycle": 1, "down_s": 2.0}
+    history = [
+        nemesis(0, 4.0, "invoke", "profile-flap", {"peer": "peer1", **cut}),
+        nemesis(1, 4.0, "invoke", "profile-flap", {"peer": "peer2", **cut}),
+        nemesis(2, 6.1, "info", "profile-flap", {"peer": "peer2", **cut, "dropped": 3}),
+        nemesis(3, 6.2, "info", "profile-flap", {"peer": "peer1", **cut, "dropped": 5}),
+        # Cancelled mid-cut when the scenario ended: no info.
+        nemesis(4, 9.0, "invoke", "profile-flap", {"peer": "peer1", **cut, "cycle": 2}),
+    ]
+    bands = fault_bands(history, T0, T0 + 10.0)
+    assert [(b["target"], b["start"], b["end"]) for b in bands] == [
+        ("peer1", 4.0, 6.2),
+        ("peer2", 4.0, 6.1),
+        ("peer1", 9.0, 10.0),
+    ]
+    assert bands[0]["label"] == "profile-flap peer1 (cycle=1, down_s=2.0)"
+
+
+def _recorded_nemesis_kinds() -> set[str]:
+    """Every nemesis `f` the harness's source can record: literal ones, and `fault.kind`
+    (with `clear-<kind>`) over every `Fault("<kind>", ...)` it builds."""
+    package = Path(peerlab.scenarios.__file__).parent
+    text = "\n".join(path.read_text() for path in package.rglob("*.py"))
+    fault_kinds = set(re.findall(r'\bFault\(\s*"([\w-]+)"', text))
+    resolve = {
+        "fault.kind": fault_kinds,
+        'f"clear-{fault.kind}"': {f"clear-{k}" for k in fault_kinds},
+    }
+    kinds: set[str] = set()
+    for f in re.findall(r'\.record\(\s*"nemesis",\s*"\w+",\s*([^,]+),', text):
+        if literal := re.fullmatch(r'"([\w-]+)"', f):
+            kinds.add(literal.group(1))
+        else:
+            assert f in resolve, f"a nemesis entry whose f is {f}: teach this test what it is"
+            kinds |= resolve[f]
+    return kinds
+
+
+def test_every_fault_the_harness_can_record_is_drawn_as_a_band():
+    recorded = _recorded_nemesis_kinds()
+    assert {"kill", "restart", "profile-flap", "partition", "clear-shape"} <= recorded
+    for f in sorted(recorded):
+        # Each is a fault, the end of one, or a proof: a new kind must be placed here.
+        assert f in (*FAULT_KINDS, *ENDINGS, *PROOFS), f"nemesis {f!r}: no band for it"
+    for kind in sorted(recorded & set(FAULT_KINDS)):
+        for end_f, end_type in (*ENDED_BY[kind], (f"clear-{kind}", "ok")):
+            value = {"peer": "peer1"}
+            history = [
+                nemesis(0, 1.0, "invoke", kind, value, target="peer1"),
+                nemesis(1, 2.0, end_type, end_f, value, target="peer1"),
+            ]
+            bands = build_model(chat(), history)["faults"]
+            assert [(b["kind"], b["start"], b["end"]) for b in bands] == [(kind, 1.0, 2.0)], end_f
+    assert build_model(chat(), [nemesis(0, 1.0, "invoke", "nat-check", {})])["faults"] == []
+
+
+def test_a_nemesis_kind_the_report_does_not_know_is_still_a_band():
+    history = [
+        nemesis(0, 1.0, "invoke", "blackhole", {"peer": "peer2"}),
+        nemesis(1, 3.0, "ok", "blackhole", {"peer": "peer2"}),
+    ]
+    (band,) = fault_bands(history, T0, T0 + 5.0)
+    assert (band["label"], band["start"], band["end"]) == ("blackhole peer2", 1.0, 3.0)
 
 
 def test_latency_edges_step_1_2_5_past_the_largest_latency():
@@ -233,23 +317,32 @@ def test_histograms_bin_send_to_ack_latency_per_ordered_link_on_shared_edges():
 
 
 def test_the_page_is_self_contained_and_embeds_its_data_safely():
+    lost = {
+        "sender": "peer1",
+        "receiver": "peer2",
+        "conversation": "c",
+        "type": "text",
+        "id": "c" * 32,
+        "seq": 2,
+        "detail": "never delivered </script><script>alert(1)</script>",
+        "start": T0 + 2.3,
+        "end": T0 + 4.4,
+        "during": ["partition peer1/peer2 (direction=both)"],
+    }
     check = {
         "valid": False,
         "exit_code": 1,
-        "counts": {"lost": 1, "duplicated": 0},
-        "anomalies": {
-            "lost": [
-                {
-                    "sender": "peer1",
-                    "receiver": "peer2",
-                    "conversation": "c",
-                    "type": "text",
-                    "id": "c" * 32,
-                    "seq": 2,
-                    "detail": "never delivered </script><script>alert(1)</script>",
-                }
-            ]
-        },
+        "counts": {"lost": 3, "duplicated": 0},
+        "anomalies": {"lost": [lost] * 3},
+        "by_pair": [
+            {
+                "sender": "peer1",
+                "receiver": "peer2",
+                "conversation": "c",
+                "counts": {"lost": 3},
+                "examples": {"lost": [lost] * 2},
+            }
+        ],
         "notes": ["one note"],
     }
     page = render_html(build_model(chat(), scenario="s", check=check))
@@ -263,12 +356,20 @@ def test_the_page_is_self_contained_and_embeds_its_data_safely():
     assert page.count("</script>") == 2
     found = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page)
     data = json.loads(found.group(1))
-    assert data["check"]["examples"]["lost"][0]["detail"].endswith("alert(1)</script>")
+    shown = data["check"]["by_pair"][0]["examples"]["lost"][0]
+    assert shown["detail"].endswith("alert(1)</script>")
     assert len(data["arrows"]) == 4
     # The summary and the verdict are in the page itself, before any script runs.
     assert "<th>scenario</th><th>result</th><th>time</th>" in page
     assert "Checker: INVALID (exit code 1)" in page
-    assert "<tr><td>lost</td><td>1</td></tr>" in page
+    assert "<tr><td>lost</td><td>3</td></tr>" in page
+    # Per sender → receiver and conversation: the counts, the first few, the faults then.
+    assert "<summary>peer1 → peer2, conversation c: lost 3</summary>" in page
+    assert (
+        "<li>lost: text cccccccc… (seq 2): never delivered &lt;/script&gt;&lt;script&gt;"
+        "alert(1)&lt;/script&gt;; during partition peer1/peer2 (direction=both)</li>"
+    ) in page
+    assert "<li>and 1 more lost</li>" in page
 
 
 def test_write_report_reads_the_folder_and_the_cli_hook_writes_it(tmp_path, capsys):
@@ -344,7 +445,7 @@ def test_a_real_runs_report_draws_lanes_arrows_and_faults_in_a_browser(tmp_path)
     # Two faults (a partition, then more delay), so that the bands are drawn too. Into the
     # repository's results/, not tmp_path: pytest deletes all but its last three temporary
     # folders, and the report and its screenshot are kept with the run's results.
-    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", str(TWO_FAULTS), "--keep"]
+    command = [sys.executable, "-m", "peerlab.scenarios.cli", "run", str(TWO_FAULTS)]
     run = subprocess.run(
         [*command, "--results", str(REPO / "results")],
         cwd=REPO,

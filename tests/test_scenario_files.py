@@ -48,10 +48,17 @@ def test_a_good_file_becomes_its_spec(tmp_path):
         "chat", 2, 5.0, (("peer1", "peer2"),),
     )  # fmt: skip
     first, second = spec.workload
-    assert (first.types, first.rate, first.count) == (("text", "edit"), 4.0, 20)
+    assert (first.types, first.rate, first.arrivals, first.pick) == (
+        ("text", "edit"), 4.0, "even", "cycle",
+    )  # fmt: skip
     assert (second.start, second.duration, second.conversation) == (1.0, 2.5, "peer2-peer1")
     (fault,) = spec.faults
-    assert (fault.at, fault.duration, fault.kind, fault.line) == (2.0, 1.0, "shape", 7)
+    assert (fault.at, fault.duration, fault.kind, fault.line) == (
+        (2.0, 2.0),
+        (1.0, 1.0),
+        "shape",
+        7,
+    )
     assert fault.args == {"peer": "peer1", "direction": "up",
                           "link": {"loss": 0.1, "delay_ms": 20}}  # fmt: skip
     assert (spec.expect.ack_p95_below, spec.expect.settle, spec.expect.all_delivered) == (
@@ -71,6 +78,12 @@ def test_a_good_file_becomes_its_spec(tmp_path):
         (("for: 1s", "for: 1s\n    rebind: peer1"), "faults[0]: expected exactly one fault kind"),
         (("nat: port-restricted", "nat: cone"), "s.yaml:11: topology.peers.peer1.nat: expected"),
         (("rate: 4", "rate: 0"), "workload[0].rate: 0 is less than or equal to the minimum"),
+        (("at: 2s", "at: [1s, 5s]"), "s.yaml:7: faults[0].at: 5s is not before the workload's end"),
+        (("at: 2s", "at: [3s, 1s]"), "s.yaml:7: faults[0].at: [3s, 1s]: earliest after latest"),
+        (("for: 1s", "for: [0s, 1s]"), "s.yaml:8: faults[0].for: must be longer than 0"),
+        (("at: 2s", "at: [1s]"), "s.yaml:7: faults[0].at: expected"),
+        (("rate: 4,", "rate: 4, arrivals: bursty,"), "workload[0].arrivals: expected one of"),
+        (("300ms,", "300ms, reconnect_within: 2s,"), "reconnect_within: is measured per partition"),
         (("description: two peers chat\n", ""), "s.yaml:1: (top level): 'description' is required"),
     ],
 )  # fmt: skip

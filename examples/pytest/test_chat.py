@@ -2,11 +2,10 @@
 
     pytest                                   # the profile each marker names (or none)
     pytest --peerlab-profile lan,wifi,4g     # every test under each profile
-    pytest --peerlab-keep                    # keep results/<run>/<test>/ (report.html)
 
 `lab` is PeerLab's fixture: a fresh stack per test, torn down afterwards, the history
 checker run over every agent's event log (an invalid history fails the test), and the
-results folder with its report written (kept when the test fails).
+results folder results/<run>/<test>/ with its report written.
 """
 
 import pytest

@@ -33,7 +33,7 @@ TOPOLOGY = matrix_topology(NATS)
 CONNECT_TIMEOUT = {False: 10.0, True: 20.0}
 """How long a pair may take to connect, without and with TURN, before it counts as not
 connected: the pairs that cannot connect wait it out. Without TURN, the pairs that connect
-did so within 0.65 s alone (`peerlab run nat_matrix --keep`, the agents' event logs);
+did so within 0.65 s alone (`peerlab run nat_matrix`, the agents' event logs);
 with TURN, a udp-blocked peer first waits out its STUN query (5.2-5.7 s)."""
 CONNECT_ROUND_TRIPS = 10
 """On the default network; on a shaped one (a profile), plus this many of the round trips
