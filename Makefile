@@ -112,13 +112,19 @@ scenarios: venv images
 EXAMPLE_PROFILES ?= lan,wifi,4g
 examples: examples-python examples-profiles examples-pytest
 
+# Run from a folder outside the checkout, as a user's own repository would: nothing
+# found through the working directory.
+OUTSIDE ?= $${TMPDIR:-/tmp}
 examples-python: venv images
-	$(PY) -m peerlab.scenarios.cli run examples/scenarios/every_message_type.py \
-		--junit $(RESULTS)/junit-examples-python.xml
+	cd $(OUTSIDE) && $(abspath $(PY)) -m peerlab.scenarios.cli run \
+		$(abspath examples/scenarios/every_message_type.py) --results $(abspath $(RESULTS)) \
+		--junit $(abspath $(RESULTS))/junit-examples-python.xml
 
 examples-profiles: venv images
-	$(PY) -m peerlab.scenarios.cli run examples/scenarios/chat_through_a_cut.yaml \
-		--profile $(EXAMPLE_PROFILES) --jobs $(JOBS) --junit $(RESULTS)/junit-examples-profiles.xml
+	cd $(OUTSIDE) && $(abspath $(PY)) -m peerlab.scenarios.cli run \
+		$(abspath examples/scenarios/chat_through_a_cut.yaml) --profile $(EXAMPLE_PROFILES) \
+		--jobs $(JOBS) --results $(abspath $(RESULTS)) \
+		--junit $(abspath $(RESULTS))/junit-examples-profiles.xml
 
 examples-pytest: venv images
 	cd examples/pytest && $(abspath $(PY)) -m pytest -q --peerlab-profile lan,wifi \
@@ -169,10 +175,23 @@ SCALE_ARGS ?=
 bench-scale: venv images
 	$(PY) -m bench.scale $(SCALE_ARGS)
 
-# Re-pin: runtime closure into requirements.lock, the rest into requirements-dev.lock.
+# Re-pin. requirements.lock is what the images install (docker/python.Dockerfile): the
+# closure of the agent's and the signaling server's own requirements, the entries of
+# pyproject.toml's `dependencies` named in AGENT_PACKAGES (versions stay written there
+# only). The rest of `dependencies` (the harness, the CLI, the pytest plugin) runs on the
+# host only; it goes, with the `dev` extra, into requirements-dev.lock.
+AGENT_PACKAGES := aiortc websockets aiohttp
+AGENT_REQUIREMENTS_PY := import re, sys, tomllib; \
+	deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]; \
+	named = {re.match(r"[\w.-]+", dep)[0].lower(): dep for dep in deps}; \
+	missing = [name for name in sys.argv[1:] if name not in named]; \
+	missing and sys.exit(f"AGENT_PACKAGES not in pyproject.toml dependencies: {missing}"); \
+	print(*(named[name] for name in sys.argv[1:]), sep="\n")
 lock:
 	rm -rf build/lock && $(PYTHON) -m venv build/lock/rt && $(PYTHON) -m venv build/lock/dev
-	build/lock/rt/bin/pip install --quiet -e . && build/lock/dev/bin/pip install --quiet -e '.[dev,harness]'
+	$(PYTHON) -c '$(AGENT_REQUIREMENTS_PY)' $(AGENT_PACKAGES) > build/lock/agent-requirements.txt
+	build/lock/rt/bin/pip install --quiet -r build/lock/agent-requirements.txt
+	build/lock/dev/bin/pip install --quiet -e '.[dev]'
 	{ echo "# Runtime dependencies of the agent and the signaling server, pinned (pip freeze)."; \
 	  echo "# Regenerate with: make lock"; \
 	  build/lock/rt/bin/pip freeze --exclude-editable; } > requirements.lock

@@ -36,6 +36,12 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt
 
 # Dependencies: a layer of their own, rebuilt only when requirements.lock changes.
+# Lean on purpose: requirements.lock pins only what the agent and the signaling server
+# need (aiortc, websockets, aiohttp and their closure; `make lock`). The package itself
+# is not pip-installed here, which would also bring its host-side dependencies (the
+# Docker SDK, PyYAML, jsonschema, pytest: the CLI and the pytest plugin, which never run
+# in a container); its code is copied below instead. `--no-deps` installs exactly the
+# pinned list, and `pip check` proves the list complete.
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv

@@ -5,7 +5,8 @@ docs/control-api.md with, mostly, its own method; a mutated JSON body (or garbag
 empty body, one around the 1 MiB limit); a mutated, percent-encoded query string; now and
 then a mutated path and an odd Content-Type. `POST /shutdown` is never sent: it stops the
 agent under test, as documented. Paths with their query stay under aiohttp's 8,190-byte
-request line, whose overflow is answered in plain text by design (docs/control-api.md).
+limit: aiohttp answers a longer one itself (a JSON 400, tests/test_control_errors.py) and
+logs it at ERROR with a traceback, which this campaign would report.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ ROUTES = {
 """Every route of docs/control-api.md and its method."""
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD")
 MAX_TARGET = 8_000
-"""Longest path and query sent: aiohttp answers a longer request line itself."""
+"""Longest path and query sent: aiohttp answers (and logs) a longer one itself."""
 
 # Short timeouts: a wait that is valid ends (408, 504) at once.
 BODIES: dict[str, tuple[dict[str, Any], ...]] = {

@@ -18,7 +18,7 @@ from yarl import URL
 
 from fuzz.control_cases import ControlCase
 
-STATUSES = frozenset({200, 400, 404, 405, 408, 413, 504, 507})
+STATUSES = frozenset({200, 400, 404, 405, 408, 413, 417, 504, 507})
 """The statuses of docs/control-api.md, but 500 (a bug)."""
 WAITING = frozenset({"/connect", "/wait", "/wait-state"})
 """Routes that may take as long as their request's `timeout` (up to 600 s)."""

@@ -14,10 +14,14 @@ import contextlib
 import dataclasses
 import json
 import math
+import re
 import signal
 import sys
 from pathlib import Path
 from typing import TypeVar
+
+from websockets.exceptions import InvalidURI
+from websockets.uri import parse_uri
 
 from peerlab.peer.agent import Agent, AgentConfig
 from peerlab.peer.control import ControlServer
@@ -27,12 +31,20 @@ from peerlab.peer.message_channel import ChannelConfig
 from peerlab.peer.signaling_client import SignalingRejected
 from peerlab.peer.store import StoreError, parse_sync
 from peerlab.signaling.auth import make_token
-from peerlab.signaling.env_options import env_option, number, port
+from peerlab.signaling.env_options import env_option, host, number, port, utf8
+from peerlab.signaling.frames import IDENTIFIER
 
 T = TypeVar("T")
 
 # Read as the router reads its booleans (docs/router.md).
 _FLAGS = {"1": True, "true": True, "on": True, "0": False, "false": False, "off": False}
+
+# The form of `make_token` (docs/signaling-protocol.md §3): a token of any other form can
+# never be accepted, and the agent would retry registering with it for good.
+_TOKEN = re.compile(r"[0-9a-f]{64}")
+
+# Where the control API listens, as a bind failure names it.
+_CONTROL_SETTINGS = "--control-host/CONTROL_HOST, --control-port/CONTROL_PORT"
 
 
 def _count(text: str) -> int:
@@ -75,6 +87,31 @@ def _flag(text: str) -> bool:
         ) from None
 
 
+def _identifier(text: str) -> str:
+    """A peer id or room: what the signaling server registers (anything else is refused
+    there with `bad_field`, and the agent would retry for good)."""
+    if not IDENTIFIER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"expected {IDENTIFIER.pattern}, not {text!r}")
+    return text
+
+
+def _signaling_url(text: str) -> str:
+    """A ws:// or wss:// URL with a host, as the signaling client reads it."""
+    try:
+        uri = parse_uri(text)
+    except (InvalidURI, ValueError) as exc:  # ValueError: a port that is not one
+        raise argparse.ArgumentTypeError(f"expected a ws:// or wss:// URL: {exc}") from None
+    host(uri.host)
+    return text
+
+
+def _token(text: str) -> str:
+    """A registration token as `make_token` writes it."""
+    if not _TOKEN.fullmatch(text):
+        raise argparse.ArgumentTypeError("expected 64 lowercase hex digits (an HMAC-SHA256)")
+    return text
+
+
 def _owner(text: str) -> tuple[int, int]:
     uid, sep, gid = text.partition(":")
     if not (sep and uid.isdigit() and gid.isdigit()):
@@ -95,14 +132,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    env_option(p, "--id", "PEER_ID", help="peer id")
-    env_option(p, "--room", "PEER_ROOM", "lab", help="room")
+    env_option(p, "--id", "PEER_ID", None, _identifier, help="peer id")
+    env_option(p, "--room", "PEER_ROOM", "lab", _identifier, help="room")
     env_option(
-        p, "--signaling", "SIGNALING_URL", "ws://127.0.0.1:8765", help="signaling server URL"
+        p,
+        "--signaling",
+        "SIGNALING_URL",
+        "ws://127.0.0.1:8765",
+        _signaling_url,
+        help="signaling server URL",
     )
-    env_option(p, "--secret", "PEERLAB_SECRET", help="shared secret the token is derived from")
-    env_option(p, "--token", "PEER_TOKEN", help="registration token, instead of --secret")
-    env_option(p, "--control-host", "CONTROL_HOST", "127.0.0.1", help="control API address")
+    env_option(
+        p,
+        "--secret",
+        "PEERLAB_SECRET",
+        None,
+        utf8,
+        secret=True,
+        help="shared secret the token is derived from",
+    )
+    env_option(
+        p,
+        "--token",
+        "PEER_TOKEN",
+        None,
+        _token,
+        secret=True,
+        help="registration token, instead of --secret",
+    )
+    env_option(p, "--control-host", "CONTROL_HOST", "127.0.0.1", host, help="control API address")
     env_option(
         p, "--control-port", "CONTROL_PORT", "8080", port, help="control API port, 0 for any"
     )
@@ -270,7 +328,8 @@ async def run(args: argparse.Namespace) -> None:
         await agent.stop()
         sys.exit(
             f"peer {args.id}: the control API cannot listen on "
-            f"{args.control_host}:{args.control_port}: {exc.strerror or exc}"
+            f"{args.control_host}:{args.control_port} ({_CONTROL_SETTINGS}): "
+            f"{exc.strerror or exc}"
         )
     announce(args.id, args.control_host, control.port)
     try:

@@ -1,10 +1,11 @@
 """The agent's control API: HTTP + JSON, for scenario scripts. Documented in docs/control-api.md.
 
 Every request body and response is a JSON object, errors included: `{"error": "..."}`
-(plus `code` where the cause has one) with 400 (bad request), 404 (unknown route), 405
-(wrong method), 408 (a wait timed out; the text says what was expected and what was
-seen), 413 (body too large), 500 (a bug), 504 (a connection could not be established in
-time) or 507 (the peer's outbox is full).
+(plus `code` where the cause has one) with 400 (bad request, or not valid HTTP), 404
+(unknown route), 405 (wrong method), 408 (a wait timed out; the text says what was
+expected and what was seen), 413 (body too large), 417 (an `Expect` other than
+`100-continue`), 500 (a bug), 504 (a connection could not be established in time) or 507
+(the peer's outbox is full). What aiohttp answers itself is made JSON by http_errors.py.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from collections import OrderedDict
 from typing import Any
 
 from aiohttp import hdrs, web
+from aiohttp.http import HttpProcessingError
 
 from peerlab.peer.agent import Agent
 from peerlab.peer.connection import ConnectionSetupError
 from peerlab.peer.events import matches, message_to_json
+from peerlab.peer.http_errors import JsonErrorRunner, error_response
 from peerlab.peer.protocol import MessageType, ProtocolError, check_peer_id
 from peerlab.peer.reliability import OutboxFull
 from peerlab.peer.state import P2PConnectionState
@@ -109,7 +112,7 @@ class ControlServer:
         )
         # Closing cancels what is still running (an endless stream, a long /wait whose
         # client left) instead of waiting aiohttp's 60 s for it.
-        self._runner = web.AppRunner(
+        self._runner = JsonErrorRunner(
             app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
         )
 
@@ -128,30 +131,38 @@ class ControlServer:
         try:
             return await handler(request)
         except ProtocolError as exc:
-            return _error(400, str(exc), code=exc.code)
+            return error_response(400, str(exc), code=exc.code)
         except (BadRequest, ValueError) as exc:
-            return _error(400, str(exc))
+            return error_response(400, str(exc))
         except TimeoutError as exc:
-            return _error(408, str(exc))
+            return error_response(408, str(exc))
         except ConnectionSetupError as exc:
-            return _error(504, str(exc))
+            return error_response(504, str(exc))
         except OutboxFull as exc:
-            return _error(507, str(exc), code="outbox_full")
+            return error_response(507, str(exc), code="outbox_full")
         except web.HTTPException as exc:
             # The router's 404 and 405 and the 413 of an oversized body.
             headers = {k: v for k, v in exc.headers.items() if k != hdrs.CONTENT_TYPE}
-            return _error(exc.status, f"{request.method} {request.path}: {exc.text}", headers)
+            error = f"{request.method} {request.path}: {exc.text}"
+            return error_response(exc.status, error, headers)
         except ConnectionError:
             raise  # the client went away: there is nobody to answer
         except Exception as exc:
             log.exception("control API: %s %s failed", request.method, request.path)
             self.agent.events.record("error", error=f"control API {request.path}: {exc!r}")
-            return _error(500, f"internal error: {exc!r}")
+            return error_response(500, f"internal error: {exc!r}")
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
         if not request.can_read_body:
             return {}
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (web.RequestPayloadError, HttpProcessingError) as exc:
+            # A body its chunked framing or Content-Encoding does not decode: the client's
+            # error. aiohttp raises its parser's error, or wraps it in a RequestPayloadError.
+            cause = exc.__cause__ if isinstance(exc, web.RequestPayloadError) else exc
+            error = getattr(cause, "message", exc)
+            raise BadRequest(f"request body cannot be decoded: {error}") from None
         try:
             body = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -311,10 +322,3 @@ class ControlServer:
             raise BadRequest("query parameter 'since' must be a non-negative integer")
         match = {k: v for k, v in request.query.items() if k != "since"}
         return int(since), match
-
-
-def _error(
-    status: int, error: str, headers: dict[str, str] | None = None, *, code: str | None = None
-) -> web.Response:
-    body = {"error": error} if code is None else {"error": error, "code": code}
-    return web.json_response(body, status=status, headers=headers)

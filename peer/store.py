@@ -23,8 +23,10 @@ delivery is committed (`commit` before acking), in both modes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import sqlite3
+import stat
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,6 +52,19 @@ CREATE TABLE inbox (
     expected INTEGER NOT NULL, PRIMARY KEY (remote, epoch, conversation));
 CREATE TABLE unlogged (remote TEXT NOT NULL, id TEXT NOT NULL, frame TEXT NOT NULL);
 """
+
+
+_OS_ERRORS = frozenset(
+    (
+        sqlite3.SQLITE_PERM,
+        sqlite3.SQLITE_READONLY,
+        sqlite3.SQLITE_IOERR,
+        sqlite3.SQLITE_FULL,
+        sqlite3.SQLITE_CANTOPEN,
+    )
+)
+"""SQLite's primary error codes that say the system refused (permissions, a full disk...),
+not that the file is damaged: moving the store aside would not help."""
 
 
 class StoreError(RuntimeError):
@@ -95,20 +110,10 @@ class Store:
     def open(
         cls, path: Path, sync_ms: float | None = None, owner: tuple[int, int] | None = None
     ) -> Store:
-        """Open (creating if missing) the store at `path`; StoreError if it is not sound.
-        `owner`: (uid, gid) a new file is handed to (SQLite gives its WAL files the same)."""
-        if path.is_dir():
-            raise StoreError(f"store {path} is a directory, not a file")
-        if path.is_symlink():
-            raise StoreError(f"store {path} is a symbolic link; refusing to follow it")
-        new = not path.exists()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if new:
-            # Created readable by its owner only: it holds message bodies.
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
-            if owner is not None:
-                os.fchown(fd, *owner)
-            os.close(fd)
+        """Open (creating if missing) the store at `path`; StoreError if it cannot be used
+        or is not sound. `owner`: (uid, gid) a new file is handed to (SQLite gives its WAL
+        files the same)."""
+        new = _prepare(path, owner)
         try:
             db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
@@ -117,6 +122,11 @@ class Store:
                 cls._create(db)
             cls._check(db, path)
         except sqlite3.DatabaseError as exc:
+            if exc.sqlite_errorcode & 0xFF in _OS_ERRORS:  # the low byte: the primary code
+                raise StoreError(
+                    f"store {path} cannot be opened: {exc} (SQLite needs to read and write "
+                    f"it, its -wal and -shm files, and its folder)"
+                ) from None
             raise StoreError(_untrusted(path, str(exc))) from None
         store = cls(db, path, sync_ms)
         db.execute("BEGIN")
@@ -237,6 +247,64 @@ class Store:
         self._dirty = True
         if urgent and self.sync_ms is None:
             self.commit()
+
+
+def _prepare(path: Path, owner: tuple[int, int] | None) -> bool:
+    """Make sure `path` is a regular file, creating it and its folders if missing (the file
+    with mode 0600: it holds message bodies; handed to `owner`). True when it was created;
+    StoreError naming the path and the problem if it cannot be used.
+
+    Neither the file nor its WAL files are followed if they are symbolic links: whoever can
+    write the store's folder must not be able to point the agent's writes at another file.
+    The file is opened with O_NOFOLLOW; SQLite opens the WAL files itself and would follow
+    them, so they are checked before."""
+    for wal in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if wal.is_symlink():
+            raise StoreError(f"store {path}: {wal} is a symbolic link; refusing to follow it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        problem = f"its folder cannot be created ({exc.strerror}: {exc.filename})"
+        raise StoreError(f"store {path}: {problem}") from None
+    try:
+        fd, new = _open_or_create(path)
+    except OSError as exc:
+        raise StoreError(f"store {path} {_open_problem(path, exc)}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            # A FIFO or a device opens fine, and SQLite would block on it or fail oddly.
+            raise StoreError(f"store {path} is not a regular file")
+        if new and owner is not None:
+            _hand_over(fd, path, owner)
+    finally:
+        os.close(fd)
+    return new
+
+
+def _hand_over(fd: int, path: Path, owner: tuple[int, int]) -> None:
+    try:
+        os.fchown(fd, *owner)
+    except OSError as exc:
+        uid, gid = owner
+        raise StoreError(f"store {path} cannot be handed to {uid}:{gid}: {exc.strerror}") from None
+
+
+def _open_or_create(path: Path) -> tuple[int, bool]:
+    """A descriptor of the file at `path` (not through a symlink), and whether it was
+    created (with mode 0600) just now."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+    try:
+        return os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600), True
+    except FileExistsError:
+        return os.open(path, flags), False
+
+
+def _open_problem(path: Path, exc: OSError) -> str:
+    if exc.errno == errno.ELOOP and path.is_symlink():
+        return "is a symbolic link; refusing to follow it"
+    if exc.errno == errno.EISDIR:
+        return "is a directory, not a file"
+    return f"cannot be opened: {exc.strerror}"
 
 
 def _untrusted(path: Path, why: str) -> str:

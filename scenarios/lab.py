@@ -286,16 +286,24 @@ class Lab:
     # ---- acting through agents ----
 
     async def connect(self, a: str, b: str, **options: Any) -> dict[str, Any]:
-        """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect).
-        A link without TURN between NATs that cannot connect directly (the NAT matrix's
+        """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect),
+        recorded in the run's history as a workload operation of process `a`. A link
+        without TURN between NATs that cannot connect directly (the NAT matrix's
         theory, which it checks every run) fails at once, saying so, instead of after the
         agent's connect timeout."""
         if not options.get("turn", True) and (why := without_turn(self.topology, a, b)):
             raise AgentError(f"{a} ↔ {b} asked without TURN, but {why}")
-        link = await self.agents[a].connect(b, **options)
+        value = {"to": b, **options}
+        self.history.record(a, "invoke", "connect", value)
+        try:
+            link = await self.agents[a].connect(b, **options)
+        except Exception as exc:
+            self.history.record(a, "fail", "connect", value, error=str(exc))
+            raise
         self.counters.links.add(tuple(sorted((a, b))))
         pair = link.get("candidate_pair") or {}
         kinds = "→".join(pair.get(end, {}).get("type", "?") for end in ("local", "remote"))
+        self.history.record(a, "ok", "connect", {**value, "candidates": kinds})
         self.progress(f"{a} ↔ {b} connected ({kinds} candidates)")
         return link
 

@@ -3,7 +3,8 @@
 Most options can also come from the environment (see ``--help``); a bad value in either
 is a usage error (exit status 2) naming the option and, when the value came from there,
 the variable. Logs are JSON objects, one per line, on stderr. SIGTERM and SIGINT close
-every connection with 1001 (going away) and exit 0.
+every connection with 1001 (going away) and exit 0; a server that cannot listen logs
+`listen_failed` and exits 1 (docs/signaling-protocol.md §9).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import resource
 import signal
 import sys
@@ -21,10 +23,23 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
-from peerlab.signaling.env_options import env_option, number, port
+from peerlab.signaling.env_options import env_option, host, number, port, utf8
 from peerlab.signaling.server import ServerConfig, SignalingServer, log_event
 
 T = TypeVar("T")
+
+ICE_SERVERS_VARIABLE = "SIGNALING_ICE_SERVERS"
+
+# A STUN or TURN URL (RFC 7064, RFC 7065) as the reference agent's WebRTC stack, aiortc,
+# reads it: a lowercase scheme, a host (no IPv6 literal), an optional port, and for TURN
+# an optional transport. aiortc fails on any other, so a peer handed one could not connect.
+_ICE_URL = re.compile(
+    r"(?P<scheme>stuns?|turns?):(?P<host>[^:?]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?:\?transport=(?P<transport>udp|tcp))?"
+)
+
+# Where the server listens, as a bind failure names it.
+_LISTEN_SETTINGS = "--host/SIGNALING_HOST, --port/SIGNALING_PORT"
 
 # Descriptors the process needs besides its connections: the listening sockets,
 # the event loop's, stdio, the resolver's.
@@ -124,35 +139,67 @@ def configure_logging(level: str) -> None:
         logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
-def _env_list(name: str) -> list[str]:
-    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
-
-
-def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
-    """An option type: a finite `kind` (int or float) above 0."""
+def _positive(kind: Callable[[str], T], *, or_zero: bool = False) -> Callable[[str], T]:
+    """An option type: a finite `kind` (int or float) above 0, or also 0 with `or_zero`."""
+    least = ">= 0" if or_zero else "> 0"
 
     def parse(text: str) -> T:
         value = number(kind, text)
-        if not (math.isfinite(value) and value > 0):
-            raise argparse.ArgumentTypeError(f"must be > 0, not {text!r}")
+        if not (math.isfinite(value) and (value > 0 or (or_zero and value == 0))):
+            raise argparse.ArgumentTypeError(f"must be {least}, not {text!r}")
         return value
 
     return parse
+
+
+def _ice_url(text: str) -> str:
+    """An option type: a STUN or TURN URL a peer can use (`_ICE_URL`)."""
+    match = _ICE_URL.fullmatch(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(
+            "expected stun:, stuns:, turn: or turns: HOST[:PORT], TURN's with an optional "
+            f"?transport=udp|tcp, not {text!r}"
+        )
+    host(match["host"])
+    if match["port"] is not None and not 0 < int(match["port"]) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port 1..65535 in {text!r}")
+    if match["transport"] is not None and match["scheme"].startswith("stun"):
+        raise argparse.ArgumentTypeError(f"a STUN URL has no transport: {text!r}")
+    return text
+
+
+def _env_ice_servers(parser: argparse.ArgumentParser) -> list[str]:
+    """The URLs of SIGNALING_ICE_SERVERS (comma-separated), each checked as --ice-server's."""
+    text = os.environ.get(ICE_SERVERS_VARIABLE, "")
+    try:
+        return [_ice_url(item.strip()) for item in text.split(",") if item.strip()]
+    except argparse.ArgumentTypeError as exc:
+        parser.error(f"{ICE_SERVERS_VARIABLE}={text!r}: {exc}")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m peerlab.signaling", description="PeerLab WebSocket signaling server."
     )
-    env_option(parser, "--host", "SIGNALING_HOST", "0.0.0.0", help="address to listen on")
+    env_option(parser, "--host", "SIGNALING_HOST", "0.0.0.0", host, help="address to listen on")
     env_option(parser, "--port", "SIGNALING_PORT", "8765", port, help="port, 0 for any")
     env_option(
-        parser, "--secret", "PEERLAB_SECRET", help="shared secret for registration tokens; required"
+        parser,
+        "--secret",
+        "PEERLAB_SECRET",
+        None,
+        utf8,
+        secret=True,
+        help="shared secret for registration tokens; required",
     )
-    parser.add_argument("--ping-interval", type=float, default=20.0, help="seconds")
-    parser.add_argument("--ping-timeout", type=float, default=20.0, help="seconds")
     parser.add_argument(
-        "--max-size", type=int, default=256 * 1024, help="largest accepted frame, bytes"
+        "--ping-interval", type=_positive(float, or_zero=True), default=20.0, help="seconds"
+    )
+    parser.add_argument(
+        "--ping-timeout", type=_positive(float, or_zero=True), default=20.0, help="seconds"
+    )
+    parser.add_argument(
+        "--max-size", type=_positive(int), default=256 * 1024, help="largest accepted frame, bytes"
     )
     parser.add_argument(
         "--rate", type=_positive(float), default=100.0, help="frames/s per connection"
@@ -164,17 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--ice-server",
         dest="ice_servers",
         action="append",
+        type=_ice_url,
         metavar="URL",
         help="STUN/TURN URL given to peers; repeatable "
-        "(env SIGNALING_ICE_SERVERS, comma-separated)",
+        f"(env {ICE_SERVERS_VARIABLE}, comma-separated)",
     )
     env_option(
         parser,
         "--turn-secret",
         "TURN_SECRET",
+        None,
+        utf8,
+        secret=True,
         help="coturn static-auth-secret for TURN REST credentials",
     )
-    parser.add_argument("--turn-ttl", type=int, default=3600, help="TURN credential lifetime, s")
+    parser.add_argument(
+        "--turn-ttl", type=_positive(int), default=3600, help="TURN credential lifetime, s"
+    )
     defaults = ServerConfig(secret="")
     for limit in LIMIT_OPTIONS:
         env_option(
@@ -198,7 +251,7 @@ def parse_config(argv: Sequence[str] | None = None) -> tuple[ServerConfig, str]:
     args = parser.parse_args(argv)
     if not args.secret:
         parser.error("a secret is required: pass --secret or set PEERLAB_SECRET")
-    ice_servers = args.ice_servers if args.ice_servers else _env_list("SIGNALING_ICE_SERVERS")
+    ice_servers = args.ice_servers or _env_ice_servers(parser)
     config = ServerConfig(
         secret=args.secret,
         host=args.host,
@@ -233,22 +286,39 @@ def ensure_fd_limit(config: ServerConfig) -> None:
         log_event(logging.WARNING, "fd_limit_low", limit=target, needed=needed)
 
 
-async def run(config: ServerConfig) -> None:
-    """Serve until SIGTERM or SIGINT, then close every connection with 1001."""
+async def run(config: ServerConfig) -> int:
+    """Serve until SIGTERM or SIGINT, then close every connection with 1001: exit status 0.
+    A server that cannot listen (the port is taken, the host is not this machine's or does
+    not resolve) logs `listen_failed` and returns exit status 1."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with SignalingServer(config):
+    server = SignalingServer(config)
+    try:
+        await server.start()
+    except OSError as exc:
+        log_event(
+            logging.ERROR,
+            "listen_failed",
+            host=config.host,
+            port=config.port,
+            error=exc.strerror or str(exc),
+            settings=_LISTEN_SETTINGS,
+        )
+        return 1
+    try:
         await stop.wait()
+    finally:
+        await server.close()
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     config, log_level = parse_config(argv)
     configure_logging(log_level)
     ensure_fd_limit(config)
-    asyncio.run(run(config))
-    return 0
+    return asyncio.run(run(config))
 
 
 if __name__ == "__main__":

@@ -149,13 +149,17 @@ async def test_a_control_port_in_use_is_a_clear_error():
         port = taken.getsockname()[1]
         status, stderr = await _run_agent("--control-port", str(port))
     assert status == 1 and "Traceback" not in stderr, stderr
-    assert f"peer alice: the control API cannot listen on 127.0.0.1:{port}" in stderr
+    assert (
+        f"peer alice: the control API cannot listen on 127.0.0.1:{port} "
+        "(--control-host/CONTROL_HOST, --control-port/CONTROL_PORT): " in stderr
+    )
 
 
-async def test_a_signaling_url_the_client_refuses_is_a_clear_error():
+async def test_a_signaling_url_the_client_refuses_is_a_usage_error():
+    # Refused before anything starts, with the option named (tests/test_cli_env.py: all).
     status, stderr = await _run_agent("--control-port", "0", "--signaling", "notaurl")
-    assert status == 1 and "Traceback" not in stderr, stderr
-    assert "peer alice: bad signaling URL: notaurl" in stderr
+    assert status == 2 and "Traceback" not in stderr, stderr
+    assert "error: argument --signaling: expected a ws:// or wss:// URL: notaurl" in stderr
 
 
 async def test_a_store_that_cannot_be_trusted_stops_the_agent_with_the_recovery(tmp_path):

@@ -159,7 +159,10 @@ class Started:
 
     def __init__(self, command: list[str]):
         _slots.append(asyncio.run(stack_slots.acquire(print, stack_slots.stack_weight(2, 0))))
-        env = {name: value for name, value in os.environ.items() if name != MAX_STACKS_ENV}
+        # Nor does it inherit the make that runs this suite's flags (a make it starts
+        # would take them: its jobserver, its variables).
+        unset = {MAX_STACKS_ENV, "MAKEFLAGS", "MFLAGS", "MAKELEVEL"}
+        env = {name: value for name, value in os.environ.items() if name not in unset}
         self.process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,
@@ -275,13 +278,22 @@ async def test_in_a_lab(tmp_path):
         pathlib.Path(os.environ["IN_A_LAB"]).touch()
         await asyncio.sleep(600)
 """
+IN_THE_PLUGIN = """
+import asyncio, os, pathlib
+
+async def test_in_a_lab(lab):
+    pathlib.Path(os.environ["IN_A_LAB"]).touch()
+    await asyncio.sleep(600)
+"""
 
 
 @pytest.mark.containers
-def test_sigterm_to_pytest_in_a_lab_leaves_nothing(tmp_path):
-    # The broken-agent check of `make test` (suite-check) is such a pytest run; killed by
-    # SIGTERM, it used to leave its stack behind.
-    (tmp_path / "test_in_a_lab.py").write_text(IN_A_LAB)
+@pytest.mark.parametrize("test", [IN_A_LAB, IN_THE_PLUGIN], ids=["lab", "plugin"])
+def test_sigterm_to_pytest_in_a_lab_leaves_nothing(tmp_path, test):
+    # The broken-agent check of `make test` (suite-check) is such a pytest run (a Lab of
+    # its own); killed by SIGTERM, it used to leave its stack behind. A user's suite
+    # takes the plugin's `lab` fixture instead.
+    (tmp_path / "test_in_a_lab.py").write_text(test)
     entered = tmp_path / "entered"
     os.environ["IN_A_LAB"] = str(entered)
     try:
@@ -289,7 +301,7 @@ def test_sigterm_to_pytest_in_a_lab_leaves_nothing(tmp_path):
             [
                 sys.executable, "-m", "pytest", "-c", str(REPO_ROOT / "pyproject.toml"),
                 "-p", "no:cacheprovider", "-q", f"--basetemp={tmp_path / 'tmp'}",
-                str(tmp_path / "test_in_a_lab.py"),
+                f"--peerlab-results={tmp_path / 'results'}", str(tmp_path / "test_in_a_lab.py"),
             ]
         )  # fmt: skip
     finally:
@@ -299,6 +311,36 @@ def test_sigterm_to_pytest_in_a_lab_leaves_nothing(tmp_path):
     started.process.send_signal(signal.SIGTERM)
     started.finish()
     _assert_nothing_left(run, started)
+
+
+@pytest.mark.containers
+def test_sigterm_to_make_running_a_scenario_leaves_nothing(tmp_path):
+    """`make test` itself: a CI runner's SIGTERM to make alone (not its process group).
+    Make passes it on to the recipe it is running; the recipe's shell has replaced
+    itself with the Python process, which tears its stack down."""
+    started = Started(
+        [
+            "make", "--no-print-directory", "-o", "venv", "-o", "images", "examples-python",
+            f"RESULTS={tmp_path}", f"OUTSIDE={tmp_path}",
+        ]
+    )  # fmt: skip
+    (recipe,) = started.wait_for(
+        "the recipe's process", lambda: _children(started.process.pid, "peerlab.scenarios.cli")
+    )
+    started.owner = f"{socket.gethostname()}/{recipe}"
+    run = started.run_id()
+    started.wait_for("the scenario", lambda: started.said("connected"))
+    started.process.send_signal(signal.SIGTERM)
+    assert started.finish() != 0
+    assert started.said("interrupted: the stack was torn down"), started.output()
+    _assert_nothing_left(run, started)
+
+
+def _children(pid: int, running: str) -> list[int]:
+    """pid's children whose command line has `running` (make also runs the shells of its
+    `$(shell ...)` variables)."""
+    found = subprocess.run(["pgrep", "-P", str(pid), "-f", running], capture_output=True, text=True)
+    return [int(child) for child in found.stdout.split()]
 
 
 @pytest.mark.containers

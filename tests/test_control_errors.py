@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from peerlab.peer.agent import Agent
 from peerlab.peer.control import MAX_REQUEST_BYTES, ControlServer
@@ -109,6 +111,16 @@ async def test_a_body_over_the_limit_is_a_json_413(api):
     await _still_serving(session, alice)
 
 
+async def test_a_body_its_content_encoding_cannot_decode_is_a_400_not_a_500(api):
+    session, alice, _, server_agent = api
+    headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+    async with session.post(f"{alice}/send", data=b"{}", headers=headers) as response:
+        data = await _json(response, 400)
+    assert data["error"].startswith("request body cannot be decoded: "), data
+    assert server_agent.events.since(0, {"kind": "error"}) == []
+    await _still_serving(session, alice)
+
+
 async def test_an_unexpected_failure_is_a_json_500_and_an_error_event(api, monkeypatch):
     session, alice, _, server_agent = api
 
@@ -124,13 +136,64 @@ async def test_an_unexpected_failure_is_a_json_500_and_an_error_event(api, monke
     await _still_serving(session, alice)
 
 
-async def test_what_aiohttp_answers_itself_has_the_documented_status(api):
-    # Answered before the app sees the request: plain text, the documented exceptions.
+LIMIT = 8190
+"""aiohttp's longest request target (path and query) and header value, in bytes."""
+BAD_EXPECT = (b"Host: x", b"Expect: x", b"Connection: close", b"Content-Length: 2")
+
+
+def _http(first_line: bytes, *headers: bytes, body: bytes = b"") -> bytes:
+    return b"\r\n".join((first_line, *headers)) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("raw", "status", "error"),
+    [
+        pytest.param(
+            _http(b"GET /" + b"a" * LIMIT + b" HTTP/1.1", b"Host: x"),
+            400,
+            "Got more than 8190 bytes",
+            id="request-line-over-the-limit",
+        ),
+        pytest.param(
+            _http(b"GET /healthz HTTP/1.1", b"Host: x", b"X-Long: " + b"x" * (LIMIT + 1)),
+            400,
+            "Got more than 8190 bytes",
+            id="header-over-the-limit",
+        ),
+        pytest.param(_http(b"HELLO WORLD"), 400, "method", id="garbage-request-line"),
+        pytest.param(
+            _http(b"POST /send HTTP/1.1", *BAD_EXPECT, body=b"{}"),
+            417,
+            "Unknown Expect: x",
+            id="bad-expect",
+        ),
+        pytest.param(
+            _http(b"POST /nope HTTP/1.1", *BAD_EXPECT, body=b"{}"),
+            417,
+            "Unknown Expect: x",
+            id="bad-expect-on-an-unknown-route",
+        ),
+    ],
+)
+async def test_what_aiohttp_answers_itself_is_json_too(api, raw, status, error):
+    # Answered before the app sees the request, so no middleware runs. Sent over a bare
+    # socket: an HTTP client refuses to send most of these.
     session, alice, *_ = api
-    async with session.get(f"{alice}/healthz", headers={"X-Long": "x" * 9000}) as response:
-        assert response.status == 400
-    async with session.post(f"{alice}/send", json={}, headers={"Expect": "x"}) as response:
-        assert response.status == 417
+    url = URL(alice)
+    reader, writer = await asyncio.open_connection(url.host, url.port)
+    try:
+        writer.write(raw)
+        async with asyncio.timeout(5):
+            answer = await reader.read()  # until the server closes the connection
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    assert int(status_line.split()[1]) == status, answer
+    assert headers["Content-Type"] == "application/json; charset=utf-8", answer
+    data = json.loads(body)
+    assert list(data) == ["error"] and error in data["error"], data
     await _still_serving(session, alice)
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from peerlab.scenarios.agent_client import AgentError
 from peerlab.scenarios.checks import assert_delivered, delivery_report
+from peerlab.scenarios.history import History
 from peerlab.scenarios.lab import Lab
 from peerlab.scenarios.runner import Outcome, _phases, summary_table, write_junit
 from peerlab.scenarios.stack import extra_peers_override, peer_names
@@ -134,17 +135,39 @@ def test_junit_and_summary_report_failures_with_their_evidence(tmp_path):
     assert f"evidence kept in {tmp_path / 'peer_killed'}" in table
 
 
+def test_junit_has_a_case_per_scenario_and_profile_each_linking_its_report(tmp_path):
+    outcomes = []
+    for profile in ("lan", "4g", "satellite"):
+        folder = tmp_path / f"chat@{profile}"
+        folder.mkdir()
+        (folder / "report.html").write_text("<html></html>")
+        outcomes.append(Outcome(f"chat@{profile}", profile != "satellite", 9.0, 2, 5, 5, 1,
+                                error="" if profile != "satellite" else "AssertionError: x",
+                                folder=folder))  # fmt: skip
+    path = tmp_path / "junit.xml"
+    write_junit(outcomes, path)
+    cases = ET.parse(path).getroot().findall("testcase")
+    assert [c.get("name") for c in cases] == ["chat@lan", "chat@4g", "chat@satellite"]
+    for case, outcome in zip(cases, outcomes, strict=True):
+        # A passing run's folder is kept as its bundle: every case links its report.
+        report = (outcome.folder / "report.html").resolve()
+        assert f"[[ATTACHMENT|{report}]]" in case.find("system-out").text
+
+
 class _RefusingAgent:
     async def connect(self, remote: str, **options):
         raise AgentError(f"peer1: could not connect to {remote} within 30s")
 
 
-async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_once_saying_why():
+async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_once_saying_why(
+    tmp_path,
+):
     topology = parse_topology(
         {"peers": {"peer1": {"nat": "port-restricted"}, "peer2": {"nat": "symmetric"}}},
         ["peer1", "peer2", "peer3"],
     )
-    lab = SimpleNamespace(agents={"peer1": _RefusingAgent()}, topology=topology)
+    history = History(tmp_path / "history.jsonl")
+    lab = SimpleNamespace(agents={"peer1": _RefusingAgent()}, topology=topology, history=history)
     with pytest.raises(AgentError) as caught:
         await Lab.connect(lab, "peer1", "peer2", turn=False)
     assert str(caught.value) == (
@@ -155,3 +178,10 @@ async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_onc
         with pytest.raises(AgentError) as caught:
             await Lab.connect(lab, "peer1", remote, **options)
         assert str(caught.value) == f"peer1: could not connect to {remote} within 30s"
+    # The attempts the agent made are workload operations in the run's history.
+    assert [(e["process"], e["type"], e["f"], e["value"]["to"]) for e in history.entries] == [
+        ("peer1", "invoke", "connect", "peer2"),
+        ("peer1", "fail", "connect", "peer2"),
+        ("peer1", "invoke", "connect", "peer3"),
+        ("peer1", "fail", "connect", "peer3"),
+    ]

@@ -88,9 +88,10 @@ def test_the_wheel_installs_one_namespace_that_builds_images_and_runs_the_plugin
     _run([UV, "venv", "-q", "--python", sys.executable, str(venv)], tmp_path)
     python = str(venv / "bin" / "python")
     install = [UV, "pip", "install", "-q", "--python", python]
-    # What a user types (the `harness` extra), held to the versions the suite is tested with.
+    # What a user types (a plain install: the CLI's and the plugin's dependencies are
+    # default ones), held to the versions the suite is tested with.
     pins = ["-c", str(REPO_ROOT / "requirements-dev.lock")]
-    _run([*install, *pins, f"peerlab[harness] @ {wheel.as_uri()}"], tmp_path)
+    _run([*install, *pins, f"peerlab @ {wheel.as_uri()}"], tmp_path)
 
     # The images, built from the installed copy (copied to the user's cache) alone. The
     # user's Go build cache stays theirs (it lives in their cache folder): with an empty

@@ -5,6 +5,7 @@ find what a user names; `peerlab run` refuses a bad file before starting anythin
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,8 @@ from peerlab.scenarios.scenario_spec import load_scenario_spec
 from peerlab.scenarios.spec_files import SpecError, duration
 from peerlab.scenarios.topology import parse_topology
 
-EXAMPLES = Path(__file__).parent.parent / "examples" / "scenarios"
+REPO_ROOT = Path(__file__).parent.parent
+EXAMPLES = REPO_ROOT / "examples" / "scenarios"
 GOOD = """\
 description: two peers chat
 peers: 2
@@ -234,3 +236,24 @@ def test_peerlab_list_into_a_reader_that_stops_early_is_not_an_error():
     lister.stdout.close()
     stderr = lister.stderr.read().decode()
     assert lister.wait() == 0 and stderr == "", stderr
+
+
+def test_the_docs_explain_every_key_the_schema_accepts():
+    """docs/scenarios.md is the YAML format's reference: every key of the schema (top
+    level, streams, faults, fault kinds, expectations) is named there."""
+    schema = json.loads((REPO_ROOT / "scenarios" / "schemas" / "scenario.schema.json").read_text())
+    keys: set[str] = set()
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            keys.update(node.get("properties", {}))
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(schema)
+    docs = (REPO_ROOT / "docs" / "scenarios.md").read_text()
+    missing = sorted(key for key in keys if f"`{key}`" not in docs and f"{key}:" not in docs)
+    assert not missing, f"docs/scenarios.md does not name {missing}"

@@ -1,6 +1,6 @@
 """The agent's durable store (peer/store.py) on real SQLite files: what survives a kill,
 what a batched store may lose and how it avoids reusing sequence numbers, and the refusal
-to start on a store that cannot be trusted."""
+to start on a store that cannot be trusted or used."""
 
 from __future__ import annotations
 
@@ -143,6 +143,69 @@ def test_a_directory_or_a_symlink_at_the_path_is_refused(tmp_path):
     with pytest.raises(StoreError, match="symbolic link"):
         Store.open(tmp_path / "link.db")
     assert not (tmp_path / "elsewhere.db").exists()
+
+
+def test_a_symlink_to_a_directory_is_reported_as_a_symlink(tmp_path):
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "link.db").symlink_to(tmp_path / "dir")
+    with pytest.raises(StoreError, match=f"store {tmp_path / 'link.db'} is a symbolic link"):
+        Store.open(tmp_path / "link.db")
+
+
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+def test_a_symlink_at_a_wal_file_is_not_followed(tmp_path, suffix):
+    # SQLite opens these itself, following links: the agent would write through them.
+    path = tmp_path / "agent.db"
+    Store.open(path).close()
+    target = tmp_path / "elsewhere"
+    (tmp_path / f"agent.db{suffix}").symlink_to(target)
+    with pytest.raises(StoreError, match=f"agent.db{suffix} is a symbolic link; refusing"):
+        Store.open(path)
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_a_file_in_the_way_of_the_folder_is_refused(tmp_path, depth):
+    (tmp_path / "afile").write_text("")
+    path = tmp_path / "afile" / "sub" / "agent.db" if depth == 2 else tmp_path / "afile" / "x.db"
+    with pytest.raises(StoreError, match=f"store {path}: its folder cannot be created"):
+        Store.open(path)
+
+
+def test_a_fifo_at_the_path_is_refused(tmp_path):
+    os.mkfifo(tmp_path / "agent.db")
+    with pytest.raises(StoreError, match="is not a regular file"):
+        Store.open(tmp_path / "agent.db")
+
+
+def test_a_store_sqlite_cannot_open_is_not_called_damaged(tmp_path):
+    # Moving it aside (the recovery of a damaged store) would not help: say what failed.
+    path = tmp_path / "agent.db"
+    Store.open(path).close()
+    (tmp_path / "agent.db-wal").mkdir()
+    with pytest.raises(StoreError) as info:
+        Store.open(path)
+    assert str(info.value).startswith(
+        f"store {path} cannot be opened: unable to open database file (SQLite needs"
+    )
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads and writes whatever the mode")
+def test_permissions_that_refuse_the_agent_are_a_clear_error(tmp_path):
+    path = tmp_path / "agent.db"
+    Store.open(path).close()
+    path.chmod(0o400)
+    with pytest.raises(StoreError, match=f"store {path} cannot be opened: Permission denied"):
+        Store.open(path)
+    path.chmod(0o600)
+    tmp_path.chmod(0o500)  # SQLite cannot create the WAL files beside it
+    try:
+        with pytest.raises(StoreError, match=f"store {path} cannot be opened: attempt to write"):
+            Store.open(path)
+        with pytest.raises(StoreError, match=r"its folder cannot be created \(Permission denied"):
+            Store.open(tmp_path / "sub" / "agent.db")
+    finally:
+        tmp_path.chmod(0o700)
 
 
 def test_sync_setting():
