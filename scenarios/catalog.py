@@ -1,6 +1,7 @@
 """Every scenario `peerlab` can run, however it is written and wherever it lives: the
-built-in Python plans (scenarios/plans/*.py, listed in `PLANS`), the built-in YAML
-scenarios (scenarios/plans/*.yaml), and a user's file given by path — a Python plan
+built-in Python plans (scenarios/plans/*.py) and YAML scenarios (scenarios/plans/*.yaml),
+found by their files as a user's are (nothing to register), and a user's file given by
+path — a Python plan
 module (docstring, `PEERS`, `async def run(lab)`, optional `TOPOLOGY`, `ENV` and `BODY_S`)
 or a YAML scenario (docs/scenarios.md). All become one `Scenario`; loading one checks it
 before any container starts.
@@ -8,6 +9,7 @@ before any container starts.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from peerlab.scenarios.plans import PLANS
+from peerlab.scenarios import plans
 from peerlab.scenarios.scenario_spec import ScenarioSpec, load_scenario_spec
 from peerlab.scenarios.spec_files import SpecError
 
@@ -25,7 +27,7 @@ if TYPE_CHECKING:
     from peerlab.scenarios.lab import Lab
 
 BUILT_IN = "built-in"
-PLANS_DIR = Path(__file__).parent / "plans"
+PLANS_DIR = Path(plans.__file__).parent
 
 
 @dataclass(frozen=True)
@@ -102,11 +104,16 @@ def from_spec(spec: ScenarioSpec, origin: str) -> Scenario:
 
 
 def built_in() -> dict[str, Scenario]:
-    """Built-in scenarios in the order `all` runs them: the Python plans, then YAML."""
-    found = {name: from_module(module, BUILT_IN, name) for name, module in PLANS.items()}
-    for path in sorted(PLANS_DIR.glob("*.yaml")):
-        scenario = from_spec(load_scenario_spec(path), BUILT_IN)
-        found[scenario.name] = scenario
+    """Every file in scenarios/plans/ (but its `__init__.py`), by file name: a plan
+    module, imported as part of the package (its name is its file's), or a YAML file."""
+    found = {}
+    for path in sorted(PLANS_DIR.iterdir()):
+        if path.suffix == ".py" and path.stem != "__init__":
+            module = importlib.import_module(f"{plans.__name__}.{path.stem}")
+            found[path.stem] = from_module(module, BUILT_IN, path.stem)
+        elif path.suffix == ".yaml":
+            scenario = from_spec(load_scenario_spec(path), BUILT_IN)
+            found[scenario.name] = scenario
     return found
 
 
