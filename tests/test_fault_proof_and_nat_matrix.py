@@ -9,12 +9,14 @@ import pytest
 
 from peerlab.router.shaper import LinkFaults, LinkShaper
 from peerlab.scenarios.fault_proof import (
+    Effect,
     FaultNotApplied,
     expected_effect,
     judge,
     judge_firewalled,
     judge_untouched,
     link_loss,
+    loss_floor,
 )
 from peerlab.scenarios.faults import PROOF_INTERVAL, PROOF_PROBES
 from peerlab.scenarios.nat_check import NatMismatch, judge_hairpin
@@ -59,6 +61,31 @@ def test_judge_checks_loss_against_a_binomial_tolerance():
     judge("l", asked, probe(1.0), probe(1.0, lost=75))
     with pytest.raises(FaultNotApplied, match=r"measured 1\.0% loss"):
         judge("l", asked, probe(1.0), probe(1.0, lost=2))
+
+
+def test_a_small_loss_must_show_in_the_probe_unless_bursty_or_duplicated():
+    # 10 % asked on one link: 207 probes losing none cannot be it (seen accepted before).
+    asked = expected_effect({"loss": 0.1}, {})
+    with pytest.raises(FaultNotApplied, match=r"measured 0\.0% loss"):
+        judge("l", asked, probe(1.0), probe(1.0, lost=0, sent=207))
+    judge("l", asked, probe(1.0), probe(1.0, lost=12, sent=207))  # 5.8 %: 3.3 sd below
+    # Too few probes to tell 1 % from nothing: no floor then.
+    judge("l", expected_effect({"loss": 0.01}, {}), probe(1.0), probe(1.0, lost=0, sent=40))
+    bursty = {"gilbert_elliott": {"p": 0.01, "r": 0.1, "loss_bad": 1.0}}
+    judge("l", expected_effect(bursty, {}), probe(1.0), probe(1.0, lost=0, sent=207))
+    twins = expected_effect({"loss": 0.1, "duplicate": 0.5}, {})
+    judge("l", twins, probe(1.0), probe(1.0, lost=0, sent=207, duplicates=100))
+
+
+def test_the_loss_floor_rarely_fails_a_shaper_that_drops_what_was_asked():
+    rng = random.Random(5)
+    for loss in (0.02, 0.1, 0.19, 0.36):
+        asked = Effect(loss=loss)
+        floor = loss_floor(asked, 200)
+        failed = sum(
+            sum(rng.random() < loss for _ in range(200)) / 200 < floor for _ in range(2000)
+        )
+        assert failed <= 2, (loss, failed)  # four standard deviations: about 1 in 30,000
 
 
 def test_untouched_peer_must_keep_its_round_trip():
