@@ -58,11 +58,6 @@ def check_placement(spec: ScenarioSpec, topology: Topology) -> None:
 
 async def run_spec(spec: ScenarioSpec, lab: Lab) -> None:
     check_placement(spec, lab.topology)
-    if not spec.turn:
-        await asyncio.gather(
-            *(lab.agents[x].link_options(y, turn=False) for a, b in spec.connect
-              for x, y in ((a, b), (b, a)))
-        )  # fmt: skip
     await asyncio.gather(*(lab.connect(a, b, turn=spec.turn) for a, b in spec.connect))
     plan = plan_run(spec, lab.seed)
     lab.history.record("generator", "info", PLAN, plan.record())

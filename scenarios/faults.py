@@ -329,7 +329,12 @@ class Faults:
         if beside is not None:
             await beside
         packets = "packet" if dropped == 1 else "packets"
-        fault.proof = f"{fault.target}: {dropped} {packets} dropped in {waited:.1f} s; {untouched}"
+        # Not a failure (a cut may come before the link, or be meant for a relayed one),
+        # but said: heartbeats cross a direct link within the wait.
+        unused = "" if dropped else " (none: their link, if any, is relayed or idle, not cut)"
+        fault.proof = (
+            f"{fault.target}: {dropped} {packets} dropped in {waited:.1f} s{unused}; {untouched}"
+        )
         return await self._ok(fault)
 
     async def drained(self, cut: Fault, quiet_s: float = DRAINED_QUIET_S) -> int:

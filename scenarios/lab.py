@@ -287,8 +287,10 @@ class Lab:
 
     async def connect(self, a: str, b: str, **options: Any) -> dict[str, Any]:
         """Connect a to b (options: relay_only, turn, timeout, as AgentClient.connect),
-        recorded in the run's history as a workload operation of process `a`. A link
-        without TURN between NATs that cannot connect directly (the NAT matrix's
+        recorded in the run's history as a workload operation of process `a`. `turn=False`
+        is the link's, at both ends: b offers no relay candidate either (a's own option
+        alone still let b's relay carry the link, around any cut of the direct path). A
+        link without TURN between NATs that cannot connect directly (the NAT matrix's
         theory, which it checks every run) fails at once, saying so, instead of after the
         agent's connect timeout."""
         if not options.get("turn", True) and (why := without_turn(self.topology, a, b)):
@@ -296,6 +298,8 @@ class Lab:
         value = {"to": b, **options}
         self.history.record(a, "invoke", "connect", value)
         try:
+            if options.get("turn") is False:
+                await self.agents[b].link_options(a, turn=False)
             link = await self.agents[a].connect(b, **options)
         except Exception as exc:
             self.history.record(a, "fail", "connect", value, error=str(exc))

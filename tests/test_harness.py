@@ -155,6 +155,12 @@ def test_junit_has_a_case_per_scenario_and_profile_each_linking_its_report(tmp_p
 
 
 class _RefusingAgent:
+    def __init__(self):
+        self.options: dict[str, dict] = {}
+
+    async def link_options(self, remote: str, **options):
+        self.options[remote] = options
+
     async def connect(self, remote: str, **options):
         raise AgentError(f"peer1: could not connect to {remote} within 30s")
 
@@ -167,7 +173,8 @@ async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_onc
         ["peer1", "peer2", "peer3"],
     )
     history = History(tmp_path / "history.jsonl")
-    lab = SimpleNamespace(agents={"peer1": _RefusingAgent()}, topology=topology, history=history)
+    agents = {name: _RefusingAgent() for name in ("peer1", "peer3")}
+    lab = SimpleNamespace(agents=agents, topology=topology, history=history)
     with pytest.raises(AgentError) as caught:
         await Lab.connect(lab, "peer1", "peer2", turn=False)
     assert str(caught.value) == (
@@ -178,6 +185,8 @@ async def test_a_link_without_turn_between_nats_that_cannot_connect_fails_at_onc
         with pytest.raises(AgentError) as caught:
             await Lab.connect(lab, "peer1", remote, **options)
         assert str(caught.value) == f"peer1: could not connect to {remote} within 30s"
+    # Without TURN is the link's: the far end offers no relay either.
+    assert agents["peer3"].options == {"peer1": {"turn": False}}
     # The attempts the agent made are workload operations in the run's history.
     assert [(e["process"], e["type"], e["f"], e["value"]["to"]) for e in history.entries] == [
         ("peer1", "invoke", "connect", "peer2"),

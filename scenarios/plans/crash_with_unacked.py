@@ -38,9 +38,7 @@ async def run(lab: Lab) -> None:
 
 
 async def _connect(lab: Lab) -> None:
-    # A restarted agent forgets link options: set them on both ends each time.
-    for a, b in ((SENDER, RECEIVER), (RECEIVER, SENDER)):
-        await lab.agents[a].link_options(b, turn=False)
+    # A restarted agent forgets link options: connect (both ends without TURN) each time.
     await lab.connect(SENDER, RECEIVER, turn=False)
 
 

@@ -42,7 +42,6 @@ async def _ack_path_cuts(lab: Lab) -> None:
 async def run(lab: Lab) -> None:
     # The direct path only, as the faults are on it: under loss a relay (TURN over TCP,
     # which the ack-path cuts do not touch) could win ICE's race, seen under `lossy`.
-    await lab.agents["peer2"].link_options("peer1", turn=False)
     await lab.connect("peer1", "peer2", turn=False)
     await lab.faults.shape("peer1", "both", **FAULTS)
     pairs = [("peer1", "peer2"), ("peer2", "peer1")]

@@ -28,7 +28,6 @@ FLAP_DOWN_S = 1.0
 
 
 async def run(lab: Lab) -> None:
-    await lab.agents["peer2"].link_options("peer1", turn=False)
     await lab.connect("peer1", "peer2", turn=False)
     pairs = [("peer1", "peer2"), ("peer2", "peer1")]
     round_trip = lab.faults.added_round_trip_s("peer1", "peer2")
