@@ -113,10 +113,14 @@ class PeerConnection:
         self._gather_timeout = gather_timeout
         self._gathered = asyncio.Event()
         self._channel_open = asyncio.get_running_loop().create_future()
+        self._ended = asyncio.get_running_loop().create_future()
+        """Set to aiortc's connection state once it is failed or closed: for good (aiortc
+        has no ICE restart)."""
         self.features: frozenset[str] = frozenset()
         """The protocol extensions both ends announced for this connection."""
         self.pc.on("icegatheringstatechange", self._on_gathering_state)
         self.pc.on("datachannel", self._on_remote_channel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
 
     async def create_offer_and_wait(self) -> str:
         """Create the data channel, then an offer; return its SDP once gathering completed."""
@@ -143,12 +147,22 @@ class PeerConnection:
         self, timeout: float, path_found_timeout: float | None = None
     ) -> RTCDataChannel:
         """The open data channel, waited for up to `timeout` seconds, or, when ICE and
-        DTLS are through by then, up to `path_found_timeout` (see `open_deadline`)."""
+        DTLS are through by then, up to `path_found_timeout` (see `open_deadline`). A
+        connection that fails or closes meanwhile ends the wait at once: under `lossy`,
+        an attempt whose connection had closed waited out its 15 s all the same."""
         waited = 0.0
         while True:
             try:
                 async with asyncio.timeout(timeout - waited):
-                    return await asyncio.shield(self._channel_open)
+                    await asyncio.wait(
+                        (self._channel_open, self._ended), return_when=asyncio.FIRST_COMPLETED
+                    )
+                if self._channel_open.done():
+                    return self._channel_open.result()
+                raise ConnectionSetupError(
+                    f"connection {self._ended.result()} before the data channel opened "
+                    f"(ICE state {self.pc.iceConnectionState})"
+                )
             except TimeoutError:
                 waited = timeout
                 timeout = open_deadline(waited, path_found_timeout, self.pc.connectionState)
@@ -208,6 +222,10 @@ class PeerConnection:
                 f"ICE gathering did not complete within {self._gather_timeout:g}s; "
                 "check that the STUN/TURN servers are reachable"
             ) from None
+
+    def _on_connection_state(self) -> None:
+        if self.pc.connectionState in ("failed", "closed") and not self._ended.done():
+            self._ended.set_result(self.pc.connectionState)
 
     def _on_remote_channel(self, channel: RTCDataChannel) -> None:
         if channel.label == CHANNEL_LABEL:
