@@ -19,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from peerlab.peer.connection import ConnectionSetupError, IceOptions, PeerConnection
+from peerlab.peer.connection import (
+    ConnectionSetupError,
+    IceOptions,
+    PeerConnection,
+    next_open_timeout,
+)
 from peerlab.peer.message_channel import ChannelConfig, MessageChannel, Observer
 from peerlab.peer.protocol import check_peer_id
 from peerlab.peer.signaling_client import SignalingClient, SignalingUnavailable
@@ -48,9 +53,10 @@ class ManagerConfig:
     """After a link failed, how long one attempt waits for ICE to find a path before
     offering again. Short, because aioice's checks back off (0.5, 1, 2, 4, 8 s after the
     first) and do not restart when the remote's checks start getting through: a path
-    that comes back mid-attempt would be found only at the next retransmission. Once ICE
-    and DTLS are through, the channel gets up to `connect_timeout` to open (long paths:
-    connection.open_deadline)."""
+    that comes back mid-attempt would be found only at the next retransmission. Doubled
+    after an attempt whose ICE found a path but whose DTLS did not finish (a long path:
+    connection.next_open_timeout); once ICE and DTLS are through, the channel gets up to
+    `connect_timeout` to open (connection.open_deadline)."""
     relay_only: bool = False
     channel: ChannelConfig = field(default_factory=ChannelConfig)
 
@@ -322,6 +328,10 @@ class PeerConnectionManager:
                 return
             except (ConnectionSetupError, SignalingUnavailable) as exc:
                 self._observe("error", peer=link.remote_id, error=f"attempt failed: {exc}")
+                if link.pc is not None:
+                    open_timeout = next_open_timeout(
+                        open_timeout, link.pc.pc.iceConnectionState, self.config.connect_timeout
+                    )
                 await self._close_pc(link)
                 self._set_state(link, P2PConnectionState.FAILED)
                 if _answered(link):

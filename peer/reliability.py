@@ -20,9 +20,11 @@ The scheme (docs/protocol.md, "Reliable delivery"):
   since their last transmission *and* since the last ack. The RTO follows TCP's
   (RFC 6298): at least `retransmit_after`, else the smoothed ack round trip plus four
   times its variation (round trips of resent messages are not sampled), doubled after
-  each retransmission round that brought no ack. A channel whose acks keep coming, or
-  come late but steadily, is slow (its send queue is long), not lossy: resending into
-  that queue would only lengthen it. After a reconnect, everything unacked is resent.
+  each retransmission round that brought no ack, and kept doubled until a round trip is
+  measured (Karn's algorithm: an ack of a resent message does not undo it). A channel
+  whose acks keep coming, or come late but steadily, is slow (its send queue is long),
+  not lossy: resending into that queue would only lengthen it. After a reconnect,
+  everything unacked is resent, the timeout back to normal.
 - The outbox is bounded, by message count and by the bytes of the frames it holds: a
   peer that never acks (absent, gone for good) must not grow it without end. A message
   that does not fit is refused (`OutboxFull`) before it is numbered; what is queued stays.
@@ -158,6 +160,7 @@ class Outbox:
     def on_ack(self, acked_ids: Iterable[str], now: float) -> list[ChannelMessage]:
         """Forget acked messages; returns those acked for the first time (in send order)."""
         newly = []
+        sampled = False
         for message_id in acked_ids:
             pending = self._pending.pop(message_id, None)
             if pending is None:
@@ -167,9 +170,15 @@ class Outbox:
             self._pending_bytes -= pending.size
             if pending.transmissions == 1:  # Karn: a resent message's round trip is ambiguous
                 self._sample_rtt(now - pending.first_sent)
+                sampled = True
             newly.append(message)
         if newly:
             self._timer_start = now
+        if sampled:
+            # Karn again (RFC 6298 5.7): the backed-off timeout stays until a round trip
+            # is measured. Reset by the ack of a resent message, on a path slower than
+            # `retransmit_after` every message was resent once and no round trip was
+            # ever measured (seen: TURN over TCP across a satellite link, 1.3 s).
             self._backoff = 1
         return newly
 
@@ -185,7 +194,9 @@ class Outbox:
         return out
 
     def on_reconnect(self, now: float) -> list[ChannelMessage]:
-        """Every unacked message, in send order, to put on a fresh channel."""
+        """Every unacked message, in send order, to put on a fresh channel, whose timer
+        starts afresh: the backed-off timeout was the dead channel's."""
+        self._backoff = 1
         return [self._retransmit(p, now) for p in self._pending.values()]
 
     def next_deadline(self) -> float | None:

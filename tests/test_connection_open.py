@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from peerlab.peer.connection import ConnectionSetupError, PeerConnection
+from peerlab.peer.connection import SCTP_RTO_INITIAL, ConnectionSetupError, PeerConnection
 
 
 async def _negotiated() -> tuple[PeerConnection, PeerConnection]:
@@ -38,3 +38,12 @@ async def test_a_connection_closed_before_its_channel_opens_ends_the_wait_at_onc
         await waiting
     assert time.monotonic() - started < 1.0
     await answerer.close()
+
+
+async def test_a_new_association_retransmits_after_rfc_9260s_initial_timeout():
+    pc = PeerConnection()
+    await pc.create_offer_and_wait()
+    # aiortc's private attribute: should it move, this fails rather than the tuning
+    # silently doing nothing.
+    assert pc.pc.sctp._rto == SCTP_RTO_INITIAL == 1.0
+    await pc.close()

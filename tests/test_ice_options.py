@@ -1,11 +1,12 @@
 """`IceOptions`: which ICE servers a link hands aiortc (STUN only without TURN); how long a
-channel may take to open once ICE has found a path (`open_deadline`)."""
+channel may take to open once ICE has found a path (`open_deadline`), and how long the
+next reconnection attempt waits for ICE and DTLS (`next_open_timeout`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from peerlab.peer.connection import IceOptions, IceServer, open_deadline
+from peerlab.peer.connection import IceOptions, IceServer, next_open_timeout, open_deadline
 
 SERVERS = [
     IceServer(("stun:stun:3478",)),
@@ -48,3 +49,19 @@ def test_a_channel_gets_longer_to_open_only_once_ice_and_dtls_are_through(
     state, path_found_timeout, expected
 ):
     assert open_deadline(4.0, path_found_timeout, state) == expected
+
+
+@pytest.mark.parametrize(
+    ("ice_state", "current", "expected"),
+    [
+        ("checking", 4.0, 4.0),  # no path yet (a partition): short attempts find it sooner
+        ("failed", 4.0, 4.0),
+        ("completed", 4.0, 8.0),  # a path, but DTLS too slow for it: twice as long
+        ("completed", 8.0, 15.0),  # never beyond an attempt's ceiling
+        ("completed", 15.0, 15.0),
+    ],
+)
+def test_a_reconnection_waits_longer_only_after_an_attempt_that_found_a_path(
+    ice_state, current, expected
+):
+    assert next_open_timeout(current, ice_state, 15.0) == expected

@@ -96,7 +96,11 @@ def test_retransmits_after_timeout_only_and_restarts_the_timer():
     assert outbox.due(12.99) == []
     assert ids(outbox.due(13.0)) == ["m0", "m1"]
     assert outbox.rto == 4.0
-    outbox.on_ack(["m0"], 13.1)  # progress: back to the base timeout (no sample: resent)
+    # Progress, but no round trip measured (m0 was resent): the doubled timeout stays
+    # (Karn); a fresh channel starts it afresh.
+    outbox.on_ack(["m0"], 13.1)
+    assert outbox.rto == 4.0
+    assert ids(outbox.on_reconnect(13.1)) == ["m1"]
     assert outbox.rto == 1.0
     outbox.on_ack(["m1"], 13.1)
     assert outbox.due(100.0) == []
@@ -132,6 +136,24 @@ def test_the_timeout_tracks_the_ack_round_trip_but_never_goes_below_the_minimum(
         outbox.send(text(f"m{i}"), float(i))
         outbox.on_ack([f"m{i}"], i + 3.0)  # the channel got slow: 3 s round trips
     assert 3.0 < outbox.rto < 6.0
+
+
+def test_a_path_slower_than_the_minimum_timeout_is_measured_not_resent_for_ever():
+    """Seen over TURN/TCP across a satellite link (1.3 s round trips, 1 s minimum): every
+    message was resent once, its ack (of a resent message) never sampled, and that ack
+    reset the doubled timeout, so the next message went the same way."""
+    outbox = Outbox("ep1", retransmit_after=1.0)
+    resent = 0
+    now = 0.0
+    for i in range(10):
+        outbox.send(text(f"m{i}"), now)
+        deadline = now + 1.3
+        while (at := outbox.next_deadline()) is not None and at <= deadline:
+            resent += len(outbox.due(at))
+        outbox.on_ack([f"m{i}"], deadline)
+        now = deadline
+    assert resent == 1  # the first message's, before any round trip was measured
+    assert outbox.rto > 1.3
 
 
 def test_due_at_next_deadline_returns_the_message():
