@@ -85,12 +85,18 @@ def load_run(folder: Path) -> tuple[dict[str, list[dict]], list[dict], dict[str,
         events_by_agent[path.stem], bad = _read_jsonl(path)
         if bad:
             damaged[path.stem] = bad
-    history: list[dict] = []
-    if (folder / HISTORY).is_file():
-        history, bad = _read_jsonl(folder / HISTORY)
-        if bad:
-            damaged[HISTORY] = bad
+    history, bad = read_history(folder)
+    if bad:
+        damaged[HISTORY] = bad
     return events_by_agent, history, damaged
+
+
+def read_history(folder: Path) -> tuple[list[dict], list[str]]:
+    """A scenario folder's history entries (none without history.jsonl) and its damaged
+    lines, read as the event logs are."""
+    if not (folder / HISTORY).is_file():
+        return [], []
+    return _read_jsonl(folder / HISTORY)
 
 
 def check_folder(folder: Path) -> CheckResult:

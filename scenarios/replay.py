@@ -44,7 +44,7 @@ from peerlab.scenarios.bundle import (
     source_file,
     verdict_record,
 )
-from peerlab.scenarios.checker import HISTORY
+from peerlab.scenarios.check_run import read_history
 from peerlab.scenarios.profiles import SHIPPED, Profile, load_profile
 from peerlab.scenarios.runner import OUTCOME, Outcome, new_run_dir, run_scenario
 from peerlab.scenarios.spec_files import SpecError
@@ -121,14 +121,8 @@ def compare_plans(
 
 def recorded_plan(folder: Path | None) -> dict[str, Any] | None:
     """The plan a declarative run recorded in its history, or None."""
-    path = folder / HISTORY if folder is not None else None
-    if path is None or not path.is_file():
-        return None
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue  # a damaged line hides nothing after it
+    history = read_history(folder)[0] if folder is not None else []
+    for entry in history:
         if entry.get("process") == "generator" and entry.get("f") == PLAN:
             return entry.get("value")
     return None
